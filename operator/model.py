@@ -1,0 +1,1 @@
+"""Placeholder for the UBFTCluster spec model (Kubernetes issue)."""
