@@ -74,13 +74,22 @@ def public_key_is_valid(key: bytes) -> bool:
 
 
 class SignatureCounter:
-    """Counts signatures made and checked, for the simulator's and the benchmark's figures."""
+    """Counts signatures made (by tag) and checked, for the simulator's and benchmark's figures."""
 
-    __slots__ = ("created", "verified")
+    __slots__ = ("created", "created_by_tag", "verified")
 
     def __init__(self) -> None:
         self.created = 0
+        self.created_by_tag: dict[Tag, int] = {}
         self.verified = 0
+
+    def on_path(self) -> int:
+        """Signatures on the way to decisions; checkpoint certificates are counted apart."""
+        return self.created - self.off_path()
+
+    def off_path(self) -> int:
+        by = self.created_by_tag
+        return by.get(Tag.CKPT, 0) + by.get(Tag.CTB_CKPT, 0)
 
 
 class Signer:
@@ -93,10 +102,12 @@ class Signer:
         self.public_key = bytes(self._key.verify_key)
         self.counter = counter if counter is not None else SignatureCounter()
 
-    def sign(self, stmt: bytes) -> bytes:
-        assert len(stmt) == DIGEST_BYTES
-        self.counter.created += 1
-        return self._key.sign(stmt).signature
+    def sign(self, tag: Tag, cluster_id: bytes, epoch: int | None, *fields: int | bytes) -> bytes:
+        """Sign the statement (tag, cluster, epoch, fields); see ``statement``."""
+        counter = self.counter
+        counter.created += 1
+        counter.created_by_tag[tag] = counter.created_by_tag.get(tag, 0) + 1
+        return self._key.sign(statement(tag, cluster_id, epoch, *fields)).signature
 
 
 class Verifier:

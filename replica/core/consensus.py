@@ -1,0 +1,668 @@
+"""Consensus normal case (PROTOCOL.md section 4): Prepare checks, fast path (promises, n
+FastCommits), slow path (prep shares, prepare certificates, f+1 Commits), in-order execution,
+checkpoints, and the CTBcast checkpoint summaries of each broadcaster's stream.
+
+View change, state transfer and reconfiguration slot in later: the view is a field, every
+message carries it, and per-broadcaster stream state (``_Stream``) already records what a
+SealView / NewView needs.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from dataclasses import dataclass, field
+
+from .actions import Decided, Executed, ReportEvidence, SendClient, TimerKey, TimerKind
+from .app import Application
+from .codec import decode_payload, encode, encode_batch, encode_payload
+from .errors import DecodeError
+from .config import SlowPathMode
+from .context import Context
+from .ctbcast import CtbCast
+from .crypto import Tag, digest, statement, verify_with_key
+from .messages import (
+    Batch,
+    Checkpoint,
+    CkptShare,
+    Commit,
+    Entry,
+    FastCommit,
+    PrepShare,
+    Prepare,
+    Promise,
+    Reply,
+    Request,
+    RequestEcho,
+    RequestForward,
+    SealView,
+    Sync,
+)
+from .quorum import certificate_from_shares, verify_certificate
+from .request_log import OUT_OF_WINDOW, RequestLog
+
+_SUMMARY_HEAD = struct.Struct(">QqQ32sqqqI")
+_SUMMARY_COMMIT = struct.Struct(">QQ32s")
+
+
+@dataclass(slots=True)
+class _Inst:
+    """Everything one replica holds about one instance (bounded by the window)."""
+
+    batch: Batch | None = None
+    digest: bytes = b""
+    accepted: bool = False
+    waiting: bool = False  # Prepare kept: log or clock check not yet satisfied
+    promises: set[int] = field(default_factory=set)
+    fast_commits: set[int] = field(default_factory=set)
+    fc_sent: bool = False
+    shares: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)  # signer -> (d, sig)
+    share_sent: bool = False
+    commit_sent: bool = False
+    commits: dict[int, bytes] = field(default_factory=dict)  # replica -> digest (this view)
+    commit_batches: dict[bytes, Batch] = field(default_factory=dict)
+    decided: bool = False
+    accepted_ns: int = 0
+
+
+@dataclass(slots=True)
+class _Stream:
+    """What a broadcaster's delivered CTBcast stream says, for its CTBcast summary."""
+
+    seal_view: int = -1
+    ckpt_c: int = 0
+    ckpt_digest: bytes = bytes(32)
+    prep_view: int = -1
+    prep_instance: int = -1
+    fresh_ts: int = -1
+    commits: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # i -> (view, digest)
+
+
+class Consensus:
+    def __init__(self, ctx: Context, ctb: CtbCast, app: Application, log: RequestLog) -> None:
+        self.ctx = ctx
+        self.ctb = ctb
+        self.app = app
+        self.log = log
+        p = ctx.params
+        self.window = p.window
+        self.interval = p.checkpoint_interval
+        self.view = 0
+        self.low = 0  # the epoch's first instance
+        self.leader = ctx.config.leader(0)
+        self.next_prepare = self.low  # check (b): next instance expected from the leader
+        self.last_fresh_ts = -1
+        self.inst: dict[int, _Inst] = {}
+        self.decided: dict[int, Batch] = {}
+        self.exec_next = self.low
+        self.app_clock = 0
+        self.stable_c = self.low
+        self.last_ctb_ckpt = self.low  # last checkpoint this replica CTBcast
+        self.ckpt_shares: dict[int, dict[int, tuple[bytes, bytes]]] = {}
+        self.own_ckpt: dict[int, bytes] = {}  # c -> snapshot digest computed here
+        self.stable_snapshot: tuple[int, bytes] | None = None
+        self.streams = {r: _Stream() for r in ctx.members}
+        self.waiting_requests: dict[tuple[int, int], set[int]] = {}
+        # leader side
+        self.ready: deque[tuple[int, int]] = deque()
+        self.next_propose = self.low
+        self.inflight = 0
+        self.stats_fast = 0
+        self.stats_slow = 0
+
+    # ================================================================== helpers
+
+    def _evidence(self, peer: int, reason: str) -> None:
+        self.ctx.evidence.add(peer, reason)
+        self.ctx.outbox.append(ReportEvidence(peer, reason))
+
+    def _get(self, i: int) -> _Inst | None:
+        """Instance state for i if i lies in the window above the stable checkpoint."""
+        if i < self.stable_c or i >= self.stable_c + 2 * self.window:
+            return None
+        inst = self.inst.get(i)
+        if inst is None:
+            inst = self.inst[i] = _Inst()
+        return inst
+
+    def is_leader(self) -> bool:
+        return self.leader == self.ctx.me
+
+    # ================================================================== CTBcast upcalls
+
+    def on_deliver(self, b: int, k: int, m: bytes) -> None:
+        try:
+            payload = decode_payload(m)
+        except DecodeError as exc:
+            self._evidence(b, "ctb.payload." + exc.reason)
+            return
+        if isinstance(payload, Prepare):
+            self._on_prepare(b, payload)
+        elif isinstance(payload, Commit):
+            self._on_commit(b, payload)
+        elif isinstance(payload, Checkpoint):
+            self._on_checkpoint(b, payload)
+        elif isinstance(payload, SealView):
+            self._on_seal_view(b, payload)
+
+    def ctb_summary(self, b: int, c: int) -> bytes:
+        s = self.streams[b]
+        commits = sorted(s.commits.items())
+        out = [
+            _SUMMARY_HEAD.pack(c, s.seal_view, s.ckpt_c, s.ckpt_digest, s.prep_view, s.prep_instance, s.fresh_ts, len(commits))
+        ]
+        out.extend(_SUMMARY_COMMIT.pack(i, v, d) for i, (v, d) in commits)
+        return b"".join(out)
+
+    def adopt_ctb_summary(self, b: int, c: int, summary: bytes) -> None:
+        head = _SUMMARY_HEAD.size
+        if len(summary) < head:
+            return
+        cc, seal, ck_c, ck_d, pv, pi, ts, count = _SUMMARY_HEAD.unpack_from(summary)
+        if len(summary) != head + count * _SUMMARY_COMMIT.size or cc != c:
+            return
+        s = self.streams[b]
+        s.seal_view, s.ckpt_c, s.ckpt_digest = seal, ck_c, ck_d
+        s.prep_view, s.prep_instance, s.fresh_ts = pv, pi, ts
+        s.commits = {}
+        for j in range(count):
+            i, v, d = _SUMMARY_COMMIT.unpack_from(summary, head + j * _SUMMARY_COMMIT.size)
+            s.commits[i] = (v, d)
+            inst = self._get(i)
+            if inst is not None and v == self.view:
+                inst.commits.setdefault(b, d)
+                self._try_decide_commits(i, inst)
+        if b == self.leader and pv == self.view and pi + 1 > self.next_prepare:
+            # Prepares up to pi are summarised away; their instances decide through Commits.
+            self.next_prepare = pi + 1
+            self.last_fresh_ts = max(self.last_fresh_ts, ts)
+
+    # ================================================================== Prepare and fast path
+
+    def _on_prepare(self, sender: int, p: Prepare) -> None:
+        ctx = self.ctx
+        if sender != ctx.config.leader(p.view):
+            self._evidence(sender, "prepare.not_leader")
+            return
+        if p.view != self.view:
+            return  # a view we left (or, before view change lands, one we never enter)
+        i = p.instance
+        if i != self.next_prepare:
+            self._evidence(sender, "prepare.out_of_order")
+            return
+        self.next_prepare = i + 1
+        s = self.streams[sender]
+        s.prep_view, s.prep_instance = p.view, i
+        if i < self.stable_c:
+            return
+        if i >= max(self.low, s.ckpt_c) + self.window:
+            self._evidence(sender, "prepare.beyond_window")
+            return
+        batch = p.batch
+        if len(batch.entries) > ctx.params.batch_max or batch.ts < self.last_fresh_ts:
+            self._evidence(sender, "prepare.bad_batch")
+            return
+        self.last_fresh_ts = batch.ts
+        s.fresh_ts = batch.ts
+        inst = self._get(i)
+        if inst is None:
+            return
+        inst.batch = batch
+        inst.digest = digest(encode_batch(batch))
+        self._check_e(i, inst)
+
+    def _check_e(self, i: int, inst: _Inst) -> None:
+        """Check (e)'s log and clock parts; keep the Prepare while they fail."""
+        batch = inst.batch
+        assert batch is not None
+        ctx = self.ctx
+        if abs(batch.ts - ctx.now_ns) > ctx.params.skew_ns:
+            inst.waiting = True
+            return
+        missing = [e for e in batch.entries if not self._entry_ok(e)]
+        if missing:
+            inst.waiting = True
+            for e in missing:
+                self.waiting_requests.setdefault((e.client_id, e.request_id), set()).add(i)
+            return
+        inst.waiting = False
+        self._accept(i, inst)
+
+    def _entry_ok(self, e: Entry) -> bool:
+        client = self.log.clients.get(e.client_id)
+        if client is None:
+            return True  # not registered: skipped at execution, nothing to check
+        if len(e.payload) > self.ctx.params.max_request_bytes:
+            return False
+        req = client.pending.get(e.request_id)
+        if req is not None and req.payload == e.payload and (not e.sig or e.sig == req.sig):
+            return True
+        if e.request_id <= client.h or e.request_id in client.executed:
+            return True  # a duplicate: execution skips it
+        if e.sig:
+            stmt = statement(Tag.REQ, self.ctx.cluster, None, e.client_id, e.request_id, digest(e.payload))
+            return verify_with_key(client.key, stmt, e.sig, self.ctx.verifier.counter)
+        return False
+
+    def _accept(self, i: int, inst: _Inst) -> None:
+        ctx = self.ctx
+        inst.accepted = True
+        inst.accepted_ns = ctx.now_ns
+        if ctx.me != self.leader:
+            ctx.send_all(Promise(self.view, i))
+        ctx.set_timer(TimerKey(TimerKind.FAST_TIMEOUT, self.view, i), ctx.params.fast_timeout_ns)
+        if ctx.params.slow_path_mode is SlowPathMode.ALWAYS or any(r != ctx.me for r in inst.shares):
+            self._send_share(i, inst)
+        self._check_promises(i, inst)
+        self._try_certificate(i, inst)
+        self._try_decide_commits(i, inst)
+
+    def recheck_waiting(self, client_id: int, request_id: int) -> None:
+        instances = self.waiting_requests.pop((client_id, request_id), None)
+        for i in sorted(instances or ()):
+            inst = self.inst.get(i)
+            if inst is not None and inst.waiting and not inst.accepted:
+                self._check_e(i, inst)
+
+    def recheck_clock(self) -> None:
+        for i in sorted(self.inst):
+            inst = self.inst[i]
+            if inst.waiting and not inst.accepted:
+                self._check_e(i, inst)
+
+    def on_promise(self, sender: int, msg: Promise) -> None:
+        if msg.view != self.view or sender == self.leader:
+            return
+        inst = self._get(msg.instance)
+        if inst is None:
+            return
+        inst.promises.add(sender)
+        self._check_promises(msg.instance, inst)
+
+    def _check_promises(self, i: int, inst: _Inst) -> None:
+        ctx = self.ctx
+        if not inst.accepted or inst.fc_sent or inst.decided:
+            return
+        # the leader's Prepare is its promise
+        need = ctx.n - 1 if ctx.me == self.leader else ctx.n - 2
+        if len(inst.promises - {ctx.me}) < need:
+            return
+        inst.fc_sent = True
+        inst.fast_commits.add(ctx.me)
+        ctx.send_all(FastCommit(self.view, i))
+        self._check_fast_commits(i, inst)
+
+    def on_fast_commit(self, sender: int, msg: FastCommit) -> None:
+        if msg.view != self.view:
+            return
+        inst = self._get(msg.instance)
+        if inst is None:
+            return
+        inst.fast_commits.add(sender)
+        self._check_fast_commits(msg.instance, inst)
+
+    def _check_fast_commits(self, i: int, inst: _Inst) -> None:
+        if inst.accepted and not inst.decided and len(inst.fast_commits) == self.ctx.n and self.ctx.me in inst.fast_commits:
+            assert inst.batch is not None
+            self._decide(i, inst, inst.batch, inst.digest, fast=True)
+
+    # ================================================================== slow path
+
+    def on_fast_timeout(self, view: int, i: int) -> None:
+        inst = self.inst.get(i)
+        if view == self.view and inst is not None and inst.accepted and not inst.decided:
+            self._send_share(i, inst)
+
+    def _send_share(self, i: int, inst: _Inst) -> None:
+        if inst.share_sent:
+            return
+        ctx = self.ctx
+        inst.share_sent = True
+        sig = ctx.signer.sign(Tag.PREP, ctx.cluster, ctx.epoch, self.view, i, inst.digest)
+        inst.shares[ctx.me] = (inst.digest, sig)
+        ctx.send_all(PrepShare(self.view, i, inst.digest, sig))
+        self._try_certificate(i, inst)
+
+    def on_prep_share(self, sender: int, msg: PrepShare) -> None:
+        if msg.view != self.view:
+            return
+        inst = self._get(msg.instance)
+        if inst is None or sender in inst.shares:
+            return
+        ctx = self.ctx
+        stmt = statement(Tag.PREP, ctx.cluster, ctx.epoch, msg.view, msg.instance, msg.digest)
+        if not ctx.verifier.verify(sender, stmt, msg.sig):
+            self._evidence(sender, "prep.bad_signature")
+            return
+        inst.shares[sender] = (msg.digest, msg.sig)
+        if inst.accepted:
+            self._send_share(msg.instance, inst)  # another's share triggers ours
+            self._try_certificate(msg.instance, inst)
+
+    def _try_certificate(self, i: int, inst: _Inst) -> None:
+        if not inst.accepted or inst.commit_sent:
+            return
+        if i >= self.last_ctb_ckpt + self.window:
+            return  # section 4: Commit only below the last CTBcast checkpoint + window
+        shares = {r: sig for r, (d, sig) in inst.shares.items() if d == inst.digest}
+        cert = certificate_from_shares(shares, self.ctx.f + 1)
+        if cert is None:
+            return
+        inst.commit_sent = True
+        assert inst.batch is not None
+        self.ctb.broadcaster.broadcast(encode_payload(Commit(self.view, i, inst.batch, cert)))
+
+    def _on_commit(self, sender: int, c: Commit) -> None:
+        ctx = self.ctx
+        s = self.streams[sender]
+        i = c.instance
+        if i >= max(self.low, s.ckpt_c) + self.window:
+            self._evidence(sender, "commit.beyond_window")
+            return
+        if c.view > self.view and sender != ctx.me:
+            return  # a later view; view change lands in the next issue
+        d = digest(encode_batch(c.batch))
+        inst = self._get(i)
+        known = None
+        if inst is not None:
+            known = {r: sig for r, (dd, sig) in inst.shares.items() if dd == d}
+        stmt = statement(Tag.PREP, ctx.cluster, ctx.epoch, c.view, i, d)
+        if not verify_certificate(ctx, c.cert, stmt, known):
+            self._evidence(sender, "commit.bad_certificate")
+            return
+        old = s.commits.get(i)
+        if old is None or old[0] < c.view:
+            s.commits[i] = (c.view, d)
+        if inst is None or c.view != self.view:
+            return
+        inst.commits.setdefault(sender, d)
+        inst.commit_batches.setdefault(d, c.batch)
+        self._try_decide_commits(i, inst)
+
+    def _try_decide_commits(self, i: int, inst: _Inst) -> None:
+        if inst.decided:
+            return
+        counts: dict[bytes, int] = {}
+        for d in inst.commits.values():
+            counts[d] = counts.get(d, 0) + 1
+        for d, count in counts.items():
+            if count >= self.ctx.f + 1:
+                batch = inst.commit_batches.get(d)
+                if batch is None and inst.batch is not None and inst.digest == d:
+                    batch = inst.batch
+                if batch is not None:
+                    self._decide(i, inst, batch, d, fast=False)
+                return
+
+    # ================================================================== decision and execution
+
+    def _decide(self, i: int, inst: _Inst, batch: Batch, d: bytes, fast: bool) -> None:
+        inst.decided = True
+        if fast:
+            self.stats_fast += 1
+        else:
+            self.stats_slow += 1
+        self.ctx.outbox.append(Decided(i, self.view, d, fast))
+        if self.is_leader() and i >= self.exec_next:
+            self.inflight = max(0, self.inflight - 1)
+        if i >= self.exec_next:
+            self.decided[i] = batch
+        self._execute()
+
+    def _execute(self) -> None:
+        ctx = self.ctx
+        log = self.log
+        while self.exec_next in self.decided:
+            i = self.exec_next
+            batch = self.decided.pop(i)
+            if batch.ts > self.app_clock:
+                self.app_clock = batch.ts
+            for e in batch.entries:
+                verdict, cached = log.execute(e.client_id, e.request_id)
+                if verdict == "execute":
+                    result = log.record(e.client_id, e.request_id, self.app.apply(e.payload, self.app_clock))
+                    ctx.outbox.append(Executed(i, e.client_id, e.request_id, digest(e.payload), result))
+                    self._reply(e.client_id, e.request_id, result)
+                elif verdict == "skip" and cached is not None:
+                    self._reply(e.client_id, e.request_id, cached)
+                elif verdict == "out_of_window":
+                    self._reply(e.client_id, e.request_id, OUT_OF_WINDOW)
+                self.waiting_requests.pop((e.client_id, e.request_id), None)
+            self.exec_next = i + 1
+            if self.exec_next % self.interval == 0:
+                self._take_checkpoint(self.exec_next)
+
+    def _reply(self, client_id: int, request_id: int, result: bytes) -> None:
+        ctx = self.ctx
+        ctx.outbox.append(SendClient(client_id, encode(Reply(ctx.epoch, client_id, request_id, result), ctx.epoch)))
+
+    # ================================================================== checkpoints
+
+    def snapshot_bytes(self) -> bytes:
+        return b"".join(
+            (
+                self.app_clock.to_bytes(8, "big"),
+                self.app.digest(),
+                digest(self.log.table_bytes()),
+            )
+        )
+
+    def _take_checkpoint(self, c: int) -> None:
+        ctx = self.ctx
+        d = digest(self.snapshot_bytes())
+        self.own_ckpt[c] = d
+        sig = ctx.signer.sign(Tag.CKPT, ctx.cluster, ctx.epoch, c, d)
+        self.ckpt_shares.setdefault(c, {})[ctx.me] = (d, sig)
+        ctx.send_all(CkptShare(c, d, sig))
+        self._try_stable(c)
+
+    def on_ckpt_share(self, sender: int, msg: CkptShare) -> None:
+        c = msg.c
+        if c <= self.stable_c or c % self.interval or c > self.exec_next + self.window:
+            return
+        ctx = self.ctx
+        if not ctx.verifier.verify(sender, statement(Tag.CKPT, ctx.cluster, ctx.epoch, c, msg.digest), msg.sig):
+            self._evidence(sender, "ckpt.bad_signature")
+            return
+        self.ckpt_shares.setdefault(c, {})[sender] = (msg.digest, msg.sig)
+        self._try_stable(c)
+
+    def _try_stable(self, c: int) -> None:
+        own = self.own_ckpt.get(c)
+        if own is None or c <= self.stable_c:
+            return
+        shares = {r: sig for r, (d, sig) in self.ckpt_shares.get(c, {}).items() if d == own}
+        cert = certificate_from_shares(shares, self.ctx.f + 1)
+        if cert is None:
+            return
+        self._become_stable(c, own)
+        if c > self.last_ctb_ckpt:
+            self.last_ctb_ckpt = c
+            self.ctb.broadcaster.broadcast(encode_payload(Checkpoint(c, own, cert)))
+
+    def _become_stable(self, c: int, d: bytes) -> None:
+        self.stable_c = c
+        self.stable_snapshot = (c, d)
+        for i in [i for i in self.inst if i < c]:
+            del self.inst[i]
+        for x in [x for x in self.ckpt_shares if x <= c]:
+            del self.ckpt_shares[x]
+        for x in [x for x in self.own_ckpt if x < c]:
+            del self.own_ckpt[x]
+        for key in [k for k, v in self.waiting_requests.items() if all(i < c for i in v)]:
+            del self.waiting_requests[key]
+
+    def _on_checkpoint(self, sender: int, cp: Checkpoint) -> None:
+        ctx = self.ctx
+        s = self.streams[sender]
+        if cp.c <= s.ckpt_c or cp.c % self.interval:
+            if cp.c % self.interval:
+                self._evidence(sender, "checkpoint.bad_index")
+            return
+        if not verify_certificate(ctx, cp.cert, statement(Tag.CKPT, ctx.cluster, ctx.epoch, cp.c, cp.digest)):
+            self._evidence(sender, "checkpoint.bad_certificate")
+            return
+        s.ckpt_c, s.ckpt_digest = cp.c, cp.digest
+        for i in [i for i in s.commits if i < cp.c]:
+            del s.commits[i]
+        if cp.c > self.stable_c and self.own_ckpt.get(cp.c) == cp.digest:
+            self._become_stable(cp.c, cp.digest)
+            if cp.c > self.last_ctb_ckpt:
+                self.last_ctb_ckpt = cp.c
+                self.ctb.broadcaster.broadcast(encode_payload(Checkpoint(cp.c, cp.digest, cp.cert)))
+        # A certified checkpoint beyond exec_next needs state transfer (resilience issue).
+
+    def _on_seal_view(self, sender: int, sv: SealView) -> None:
+        s = self.streams[sender]
+        if sv.view <= s.seal_view:
+            self._evidence(sender, "sealview.not_increasing")
+            return
+        s.seal_view = sv.view  # acting on it is the view-change issue
+
+    # ================================================================== requests
+
+    def on_request(self, client_id: int, req: Request) -> None:
+        """A request received directly from its client (signature already checked)."""
+        ctx = self.ctx
+        log = self.log
+        entry = log.clients[client_id]
+        cached = log.cached_reply(entry, req.request_id)
+        if cached is not None:
+            self._reply(client_id, req.request_id, cached)
+            return
+        stored = log.add(client_id, req.request_id, req.payload, req.sig, ctx.now_ns)
+        if stored is None:
+            return
+        if self.is_leader():
+            self._maybe_ready(client_id, req.request_id)
+        elif stored.sig:
+            ctx.send((self.leader,), RequestForward(Request(client_id, req.request_id, stored.payload, stored.sig)))
+        else:
+            ctx.send((self.leader,), RequestEcho(client_id, req.request_id, stored.digest))
+        self.recheck_waiting(client_id, req.request_id)
+
+    def on_request_echo(self, sender: int, msg: RequestEcho) -> None:
+        if not self.is_leader() or len(msg.digest) != 32:
+            return
+        if self.log.add_echo(msg.client_id, msg.request_id, sender, msg.digest) is not None:
+            self._maybe_ready(msg.client_id, msg.request_id)
+
+    def on_request_forward(self, sender: int, msg: RequestForward) -> None:
+        req = msg.request
+        client = self.log.clients.get(req.client_id)
+        if client is None or not req.sig:
+            self._evidence(sender, "forward.unsigned_or_unknown_client")
+            return
+        ctx = self.ctx
+        stmt = statement(Tag.REQ, ctx.cluster, None, req.client_id, req.request_id, digest(req.payload))
+        if not verify_with_key(client.key, stmt, req.sig, ctx.verifier.counter):
+            self._evidence(sender, "forward.bad_signature")
+            return
+        if len(req.payload) > ctx.params.max_request_bytes:
+            return
+        if self.log.add(req.client_id, req.request_id, req.payload, req.sig, ctx.now_ns) is not None and self.is_leader():
+            self._maybe_ready(req.client_id, req.request_id)
+        self.recheck_waiting(req.client_id, req.request_id)
+
+    def _maybe_ready(self, client_id: int, request_id: int) -> None:
+        req = self.log.clients[client_id].pending.get(request_id)
+        if req is None or req.proposed:
+            return
+        if not req.sig:
+            need = self.ctx.n - 1
+            if len(req.echoes) < need or any(d != req.digest for d in req.echoes.values()):
+                return
+        req.proposed = True
+        self.ready.append((client_id, request_id))
+
+    def propose(self) -> None:
+        """Leader: cut batches from ready requests (called once per burst of events)."""
+        if not self.is_leader():
+            return
+        ctx = self.ctx
+        p = ctx.params
+        while self.ready and self.inflight < p.inflight_max and self.next_propose < self.last_ctb_ckpt + self.window:
+            entries: list[Entry] = []
+            while self.ready and len(entries) < p.batch_max:
+                cid, x = self.ready.popleft()
+                req = self.log.clients[cid].pending.get(x)
+                if req is None:
+                    continue  # executed meanwhile
+                entries.append(Entry(cid, x, req.payload, req.sig))
+            if not entries:
+                return
+            ts = max(ctx.now_ns, self.last_fresh_ts)
+            i = self.next_propose
+            self.next_propose = i + 1
+            self.inflight += 1
+            self.ctb.broadcaster.broadcast(encode_payload(Prepare(self.view, i, Batch(ts, tuple(entries)))))
+
+    # ================================================================== sync (lost frames)
+
+    def pending(self) -> bool:
+        if self.waiting_requests or self.ready:
+            return True
+        if any(not inst.decided and (inst.accepted or inst.waiting) for inst in self.inst.values()):
+            return True
+        if any(c > self.stable_c for c in self.own_ckpt):
+            return True
+        return any(e.pending for e in self.log.clients.values())
+
+    def sync_status(self, peer: int) -> Sync:
+        rx = self.ctb.receivers[peer]
+        return Sync(rx.k_d, rx.cert_c, self.exec_next, self.stable_c)
+
+    def on_sync_tick(self) -> None:
+        """Resend what may have been lost: request echoes, undecided votes, checkpoint shares."""
+        ctx = self.ctx
+        old = ctx.now_ns - ctx.params.sync_interval_ns // 2
+        if not self.is_leader():
+            for cid, entry in self.log.clients.items():
+                for x, req in entry.pending.items():
+                    if req.since_ns > old:
+                        continue  # young: the first echo is probably still in flight
+                    if req.sig:
+                        ctx.send((self.leader,), RequestForward(Request(cid, x, req.payload, req.sig)))
+                    else:
+                        ctx.send((self.leader,), RequestEcho(cid, x, req.digest))
+        for c, d in self.own_ckpt.items():
+            if c > self.stable_c:
+                share = self.ckpt_shares.get(c, {}).get(ctx.me)
+                if share is not None:
+                    ctx.send_all(CkptShare(c, d, share[1]))
+        self.recheck_clock()
+
+    def on_sync(self, sender: int, msg: Sync) -> None:
+        """A peer reports where it is: resend it our votes for instances it has not executed."""
+        ctx = self.ctx
+        old = ctx.now_ns - ctx.params.sync_interval_ns // 2
+        self.ctb.broadcaster.resend(sender, msg.next_k, with_sigs=False, sent_before_ns=old)
+        to = (sender,)
+        for i, inst in sorted(self.inst.items()):
+            if i < msg.exec_next or not inst.accepted or inst.accepted_ns > old:
+                continue
+            if ctx.me != self.leader:
+                ctx.send(to, Promise(self.view, i))
+            if inst.fc_sent:
+                ctx.send(to, FastCommit(self.view, i))
+            share = inst.shares.get(ctx.me)
+            if share is not None:
+                ctx.send(to, PrepShare(self.view, i, share[0], share[1]))
+        for c, d in self.own_ckpt.items():
+            if c > msg.stable_c:
+                share = self.ckpt_shares.get(c, {}).get(ctx.me)
+                if share is not None:
+                    ctx.send(to, CkptShare(c, d, share[1]))
+
+    def footprint(self) -> dict[str, int]:
+        return {
+            "instances": len(self.inst),
+            "instance_votes": sum(
+                len(x.promises) + len(x.fast_commits) + len(x.shares) + len(x.commits) for x in self.inst.values()
+            ),
+            "decided_unexecuted": len(self.decided),
+            "checkpoint_shares": sum(len(v) for v in self.ckpt_shares.values()) + len(self.own_ckpt),
+            "stream_commits": sum(len(s.commits) for s in self.streams.values()),
+            "waiting_requests": len(self.waiting_requests),
+            "ready": len(self.ready),
+        }

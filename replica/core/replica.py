@@ -1,0 +1,223 @@
+"""One replica: decodes input, routes it to CTBcast and consensus, collects their actions.
+
+It holds no protocol rule of its own (STYLE.md: the replica routes, each concept keeps its
+file). Entry points never raise on anything a peer, client or memory node sent.
+"""
+
+from __future__ import annotations
+
+from ubft.memnode.register import RegisterClient
+
+from .actions import Action, SendMemnode, TimerKey, TimerKind
+from .app import Application
+from .codec import decode, encode
+from .errors import DecodeError
+from .config import ClusterConfig
+from .consensus import Consensus
+from .context import Context
+from .crypto import Signer, Tag, Verifier, digest, statement, verify_with_key
+from .ctbcast import CtbCast
+from .errors import UsageError
+from .messages import (
+    CkptShare,
+    Ctb,
+    CtbCkptCert,
+    CtbCkptShare,
+    CtbEcho,
+    CtbSig,
+    CtbSigRequest,
+    Equivocation,
+    FastCommit,
+    MemReadReply,
+    MemWriteReply,
+    PrepShare,
+    Promise,
+    Request,
+    RequestEcho,
+    RequestForward,
+    Sync,
+)
+from .request_log import RequestLog
+
+_CTB_TYPES = (Ctb, CtbEcho, CtbSig, CtbSigRequest, CtbCkptShare, CtbCkptCert, Equivocation)
+
+
+class Replica:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        me: int,
+        signer: Signer,
+        app: Application,
+        clients: dict[int, bytes],
+        verifier: Verifier | None = None,
+    ) -> None:
+        if not __debug__:
+            raise UsageError("the replica relies on its assertions: do not run it with python -O")
+        if me not in config.member_ids:
+            raise UsageError(f"replica {me} is not a member of epoch {config.epoch}")
+        if verifier is None:
+            verifier = Verifier(config.member_keys(), signer.counter)
+        self.ctx = ctx = Context(config, me, signer, verifier)
+        self.regs = RegisterClient(me, config.memnode_ids)
+        self.ctb = CtbCast(ctx, self.regs)
+        self.log = RequestLog(clients, config.params.client_window, config.params.max_reply_bytes)
+        self.consensus = Consensus(ctx, self.ctb, app, self.log)
+        self.ctb.bind(self.consensus)
+        self._sync_armed = False
+        self._mem_retry_armed = False
+        self.rejected_frames = 0
+
+    # ------------------------------------------------------------------ entry points
+
+    def receive(self, sender: int, frame: bytes, now_ns: int) -> None:
+        """A frame from replica ``sender`` (authenticated by the link)."""
+        ctx = self.ctx
+        ctx.now_ns = now_ns
+        if sender not in ctx.members or sender == ctx.me:
+            raise UsageError(f"frame from non-member {sender}")
+        try:
+            epoch, msg = decode(frame)
+        except DecodeError as exc:
+            self._bad_frame(sender, exc.reason)
+            return
+        if epoch != ctx.epoch:
+            return
+        cons = self.consensus
+        if isinstance(msg, _CTB_TYPES):
+            self.ctb.on_message(sender, msg)
+        elif isinstance(msg, Promise):
+            cons.on_promise(sender, msg)
+        elif isinstance(msg, FastCommit):
+            cons.on_fast_commit(sender, msg)
+        elif isinstance(msg, PrepShare):
+            cons.on_prep_share(sender, msg)
+        elif isinstance(msg, CkptShare):
+            cons.on_ckpt_share(sender, msg)
+        elif isinstance(msg, RequestEcho):
+            cons.on_request_echo(sender, msg)
+        elif isinstance(msg, RequestForward):
+            cons.on_request_forward(sender, msg)
+        elif isinstance(msg, Sync):
+            cons.on_sync(sender, msg)
+        else:
+            self._bad_frame(sender, "frame.unexpected_kind")
+            return
+        self._settle()
+
+    def receive_client(self, client_id: int, frame: bytes, now_ns: int) -> None:
+        """A frame from client ``client_id`` (authenticated by the link)."""
+        ctx = self.ctx
+        ctx.now_ns = now_ns
+        client = self.log.clients.get(client_id)
+        if client is None:
+            self.rejected_frames += 1
+            return  # links and requests only from registered clients
+        try:
+            epoch, msg = decode(frame)
+        except DecodeError as exc:
+            self._bad_frame(client_id, exc.reason, is_client=True)
+            return
+        if not isinstance(msg, Request) or msg.client_id != client_id:
+            self._bad_frame(client_id, "client.unexpected_message", is_client=True)
+            return
+        if len(msg.payload) > ctx.params.max_request_bytes:
+            self._bad_frame(client_id, "client.request_too_large", is_client=True)
+            return
+        if msg.sig:
+            stmt = statement(Tag.REQ, ctx.cluster, None, client_id, msg.request_id, digest(msg.payload))
+            if not verify_with_key(client.key, stmt, msg.sig, ctx.verifier.counter):
+                self._bad_frame(client_id, "client.bad_signature", is_client=True)
+                return
+        self.consensus.on_request(client_id, msg)
+        self._settle()
+
+    def receive_memnode(self, node: int, frame: bytes, now_ns: int) -> None:
+        self.ctx.now_ns = now_ns
+        try:
+            _, msg = decode(frame)
+        except DecodeError:
+            self.rejected_frames += 1
+            return
+        if not isinstance(msg, MemReadReply | MemWriteReply):
+            self.rejected_frames += 1
+            return
+        done = self.regs.on_reply(node, msg)
+        if done:
+            self.ctb.on_mem_done(done)
+            self._settle()
+
+    def timer_fired(self, key: TimerKey, now_ns: int) -> None:
+        ctx = self.ctx
+        ctx.now_ns = now_ns
+        kind = key.kind
+        if kind is TimerKind.FAST_PATH:
+            self.ctb.on_timer(key.a, key.b)
+        elif kind is TimerKind.FAST_TIMEOUT:
+            self.consensus.on_fast_timeout(key.a, key.b)
+        elif kind is TimerKind.SYNC:
+            self._sync_armed = False
+            if self._pending():
+                for peer in ctx.others:
+                    ctx.send((peer,), self.consensus.sync_status(peer))
+                for rx in self.ctb.receivers.values():
+                    rx.resend_share()
+                self.consensus.on_sync_tick()
+        elif kind is TimerKind.MEM_RETRY:
+            self._mem_retry_armed = False
+            self.regs.retry()
+        else:
+            raise UsageError(f"unknown timer {key}")
+        self._settle()
+
+    def take_actions(self) -> list[Action]:
+        """Drain what the driver must do (raft's Ready): the leader cuts batches here, so
+        requests that arrived in one burst share a Prepare."""
+        self.consensus.propose()
+        self._settle()
+        out = self.ctx.outbox
+        self.ctx.outbox = []
+        return out
+
+    # ------------------------------------------------------------------ internals
+
+    def _bad_frame(self, peer: int, reason: str, is_client: bool = False) -> None:
+        from .actions import ReportEvidence
+
+        self.rejected_frames += 1
+        self.ctx.evidence.add(peer + (1 << 32 if is_client else 0), reason)
+        self.ctx.outbox.append(ReportEvidence(peer, reason, is_client))
+
+    def _pending(self) -> bool:
+        return self.ctb.pending() or self.consensus.pending() or self.regs.pending_ops() > 0
+
+    def _settle(self) -> None:
+        ctx = self.ctx
+        bc = self.ctb.broadcaster
+        while bc.self_deliveries:
+            bc.drain_self()
+        out = self.regs.take_outgoing()
+        if out:
+            epoch = ctx.epoch
+            ctx.outbox.extend(SendMemnode(node, encode(msg, epoch)) for node, msg in out)
+            if not self._mem_retry_armed:
+                self._mem_retry_armed = True
+                ctx.set_timer(TimerKey(TimerKind.MEM_RETRY), ctx.params.memnode_retry_ns)
+        if not self._sync_armed and self._pending():
+            self._sync_armed = True
+            ctx.set_timer(TimerKey(TimerKind.SYNC), ctx.params.sync_interval_ns)
+
+    # ------------------------------------------------------------------ inspection
+
+    @property
+    def me(self) -> int:
+        return self.ctx.me
+
+    def footprint(self) -> dict[str, int]:
+        """Sizes of every structure the network can fill (for bounded-memory checks)."""
+        out = self.consensus.footprint()
+        out["ctbcast"] = self.ctb.footprint()
+        out["register_client"] = self.regs.footprint()
+        out["request_log"] = self.log.footprint()
+        out["evidence"] = self.ctx.evidence.footprint()
+        return out

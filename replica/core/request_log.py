@@ -1,0 +1,138 @@
+"""Per-client request windows, the log of requests received directly, and the exactly-once
+client table (PROTOCOL.md section 4, "Clients and requests" and "Exactly-once execution").
+
+Every container here is bounded by max_clients x client_window: a request id outside
+(h, h + client_window] of its client's table is never stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .crypto import digest
+
+OUT_OF_WINDOW = b"\x00ubft:out-of-window"
+REPLY_TOO_LARGE = b"\x00ubft:reply-too-large"
+
+
+@dataclass(slots=True)
+class PendingRequest:
+    payload: bytes
+    digest: bytes
+    sig: bytes  # empty when unsigned; verified when set
+    since_ns: int = 0  # when it was stored
+    echoes: dict[int, bytes] = field(default_factory=dict)  # follower -> digest it echoed
+    proposed: bool = False
+
+
+@dataclass(slots=True)
+class ClientEntry:
+    key: bytes
+    h: int = 0  # highest contiguous executed request id (ids start at 1)
+    executed: set[int] = field(default_factory=set)  # executed ids in (h, h + window]
+    replies: dict[int, bytes] = field(default_factory=dict)  # last client_window replies
+    pending: dict[int, PendingRequest] = field(default_factory=dict)
+    early_echoes: dict[int, dict[int, bytes]] = field(default_factory=dict)
+
+
+class RequestLog:
+    __slots__ = ("clients", "max_reply", "window")
+
+    def __init__(self, clients: dict[int, bytes], client_window: int, max_reply: int) -> None:
+        self.window = client_window
+        self.max_reply = max_reply
+        self.clients = {cid: ClientEntry(key) for cid, key in sorted(clients.items())}
+
+    def in_window(self, entry: ClientEntry, request_id: int) -> bool:
+        return entry.h < request_id <= entry.h + self.window and request_id not in entry.executed
+
+    def cached_reply(self, entry: ClientEntry, request_id: int) -> bytes | None:
+        return entry.replies.get(request_id)
+
+    def add(
+        self, client_id: int, request_id: int, payload: bytes, sig: bytes, now_ns: int
+    ) -> PendingRequest | None:
+        """Store a request received from its client (or forwarded signed). Returns the stored
+        request when it is new or became signed; None when it changes nothing."""
+        entry = self.clients[client_id]
+        if not self.in_window(entry, request_id):
+            return None
+        old = entry.pending.get(request_id)
+        if old is not None:
+            if sig and not old.sig and old.payload == payload:
+                old.sig = sig
+                return old
+            if sig and not old.sig and old.payload != payload and not old.proposed:
+                # a signed request replaces an unsigned one with other bytes
+                req = entry.pending[request_id] = PendingRequest(payload, digest(payload), sig, now_ns)
+                return req
+            return None
+        req = PendingRequest(payload, digest(payload), sig, now_ns)
+        early = entry.early_echoes.pop(request_id, None)
+        if early:
+            req.echoes.update(early)
+        entry.pending[request_id] = req
+        return req
+
+    def add_echo(self, client_id: int, request_id: int, follower: int, d: bytes) -> PendingRequest | None:
+        entry = self.clients.get(client_id)
+        if entry is None or not self.in_window(entry, request_id):
+            return None
+        req = entry.pending.get(request_id)
+        if req is None:
+            entry.early_echoes.setdefault(request_id, {}).setdefault(follower, d)
+            return None
+        req.echoes.setdefault(follower, d)
+        return req
+
+    def execute(self, client_id: int, request_id: int) -> tuple[str, bytes | None]:
+        """Decide what executing (client_id, request_id) means: ("skip", cached reply or None),
+        ("out_of_window", None) or ("execute", None). The caller applies and calls record."""
+        entry = self.clients.get(client_id)
+        if entry is None:
+            return ("unregistered", None)
+        if request_id <= entry.h or request_id in entry.executed:
+            return ("skip", entry.replies.get(request_id))
+        if request_id > entry.h + self.window:
+            return ("out_of_window", None)
+        return ("execute", None)
+
+    def record(self, client_id: int, request_id: int, result: bytes) -> bytes:
+        entry = self.clients[client_id]
+        if len(result) > self.max_reply:
+            result = REPLY_TOO_LARGE
+        entry.executed.add(request_id)
+        while entry.h + 1 in entry.executed:
+            entry.h += 1
+            entry.executed.discard(entry.h)
+        entry.replies[request_id] = result
+        if len(entry.replies) > self.window:
+            del entry.replies[min(entry.replies)]
+        entry.pending.pop(request_id, None)
+        entry.early_echoes.pop(request_id, None)
+        # requests that fell below the window can never execute: forget them
+        for stale in [x for x in entry.pending if x <= entry.h]:
+            del entry.pending[stale]
+        for stale in [x for x in entry.early_echoes if x <= entry.h]:
+            del entry.early_echoes[stale]
+        return result
+
+    def table_bytes(self) -> bytes:
+        """Canonical encoding of the client table (checkpointed state)."""
+        out = bytearray()
+        for cid, e in self.clients.items():
+            out += cid.to_bytes(4, "big") + e.key + e.h.to_bytes(8, "big")
+            for x in sorted(e.executed):
+                out += b"x" + x.to_bytes(8, "big")
+            for x in sorted(e.replies):
+                r = e.replies[x]
+                out += b"r" + x.to_bytes(8, "big") + len(r).to_bytes(4, "big") + r
+            out += b"."
+        return bytes(out)
+
+    def footprint(self) -> int:
+        return sum(
+            1 + len(e.executed) + len(e.replies) + len(e.pending) + sum(len(p.echoes) for p in e.pending.values())
+            + sum(len(v) for v in e.early_echoes.values())
+            for e in self.clients.values()
+        )

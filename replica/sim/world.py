@@ -1,0 +1,382 @@
+"""The deterministic simulator: n replicas, M memory nodes and many clients in one process on
+virtual time. One heap of (time_ns, seq, ...) is the clock and the event queue; ``seq`` breaks
+ties, and every random draw comes from a generator derived from the seed, so a seed replays
+exactly."""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from ubft.apps.kv import KVStore
+from ubft.client.session import ClientSession, Completed
+from ubft.memnode.store import MemoryNodeStore
+from ubft.replica.core.actions import (
+    Decided,
+    Delivered,
+    Executed,
+    ReportEvidence,
+    Send,
+    SendClient,
+    SendMemnode,
+    SetTimer,
+    TimerKey,
+)
+from ubft.replica.core.codec import decode, encode
+from ubft.replica.core.config import ClusterConfig, Member, MemoryNode, ProtocolParams, SlowPathMode
+from ubft.replica.core.crypto import SignatureCounter, Signer, Tag, digest
+from ubft.replica.core.errors import DecodeError
+from ubft.replica.core.messages import MemRead, MemWrite
+from ubft.replica.core.replica import Replica
+
+from .byzantine import ByzantineReplica
+from .checkers import Agreement, BoundedMemory, EvidenceAgainstCorrect, Validity, footprint_bounds
+from .faults import FaultPlan
+from .history import HistoryRecorder, Op
+from .linearizability import check as check_linearizable
+from .network import Network, Node
+from .workload import ByzantineClient, KVClient
+
+_DELIVER, _TIMER, _CLIENT_START, _BYZ_CLIENT, _FAULT = range(5)
+CLIENT_BASE = 100
+BYZ_CLIENT_BASE = 200
+
+
+@dataclass(slots=True)
+class ScheduleResult:
+    seed: int
+    plan: str
+    requests_completed: int = 0
+    requests_issued: int = 0
+    decisions_fast: int = 0
+    decisions_slow: int = 0
+    signatures_created: int = 0
+    checkpoint_signatures_created: int = 0
+    signatures_verified: int = 0
+    violations: list[str] = field(default_factory=list)
+    max_replica_state_entries: int = 0
+    memnode_bytes_per_node: int = 0
+    events: int = 0
+    virtual_ns: int = 0
+    frames_sent: int = 0
+    proofs_held: dict[int, list[int]] = field(default_factory=dict)  # replica -> broadcasters
+    decisions_after: list[tuple[int, bool]] = field(default_factory=list)  # (time, fast) at leader
+    history: list[Op] = field(default_factory=list)
+    linearizable: bool = True
+
+
+def make_signer(rng: random.Random, counter: SignatureCounter) -> Signer:
+    return Signer(rng.randbytes(32), counter)
+
+
+class Simulation:
+    def __init__(self, seed: int, plan: FaultPlan, n: int = 3, memnodes: int = 3, params: ProtocolParams | None = None) -> None:
+        root = random.Random(seed)
+        self.seed = seed
+        self.plan = plan
+        self.rng_net = random.Random(root.getrandbits(64))
+        self.rng_clients = random.Random(root.getrandbits(64))
+        self.rng_byz = random.Random(root.getrandbits(64))
+        keys_rng = random.Random(root.getrandbits(64))
+        self.counter = SignatureCounter()
+        f = (n - 1) // 2
+        signers = [make_signer(keys_rng, self.counter) for _ in range(n)]
+        mem_keys = [make_signer(keys_rng, self.counter).public_key for _ in range(memnodes)]
+        admin = make_signer(keys_rng, self.counter)
+        base = params or ProtocolParams()
+        if plan.slow_path_always:
+            base = base.model_copy(update={"slow_path_mode": SlowPathMode.ALWAYS})
+        self.config = ClusterConfig(
+            cluster_id="sim",
+            f=f,
+            members=tuple(Member(id=i, public_key=signers[i].public_key.hex()) for i in range(n)),
+            memory_nodes=tuple(MemoryNode(id=j, public_key=mem_keys[j].hex()) for j in range(memnodes)),
+            admin_public_key=admin.public_key.hex(),
+            params=base,
+        )
+        # clients: correct ones record a history; Byzantine ones misbehave on their own keys
+        self.history = HistoryRecorder()
+        self.clients: dict[int, KVClient] = {}
+        client_keys: dict[int, bytes] = {}
+        for j in range(plan.clients):
+            cid = CLIENT_BASE + j
+            s = make_signer(keys_rng, self.counter)
+            client_keys[cid] = s.public_key
+            self.clients[cid] = KVClient(ClientSession(self.config, cid, s), random.Random(self.rng_clients.getrandbits(64)), plan.ops_per_client, self.history)
+        self.byz_clients: dict[int, ByzantineClient] = {}
+        for j in range(plan.byzantine_clients):
+            cid = BYZ_CLIENT_BASE + j
+            client_keys[cid] = make_signer(keys_rng, self.counter).public_key
+            self.byz_clients[cid] = ByzantineClient(cid, self.config.member_ids, 0, random.Random(self.rng_byz.getrandbits(64)), plan.byzantine_client_behaviour, rounds=20)
+        # replicas
+        self.replicas: dict[int, Replica | ByzantineReplica] = {}
+        self.correct: set[int] = set()
+        for i in range(n):
+            rep = Replica(self.config, i, signers[i], KVStore(max_result_bytes=base.max_reply_bytes - 16), client_keys)
+            if plan.byzantine_replica == i:
+                self.replicas[i] = ByzantineReplica(rep, plan.byzantine_behaviour, random.Random(self.rng_byz.getrandbits(64)), plan.silent_from_ns, plan.silent_until_ns)
+            else:
+                self.replicas[i] = rep
+                self.correct.add(i)
+        # memory nodes, provisioned for epoch 0
+        self.stores = {j: MemoryNodeStore(j, incarnation=1) for j in range(memnodes)}
+        for store in self.stores.values():
+            for w in range(n):
+                store.provision_area(0, w, self.config.member_ids, base.tail)
+        self.crashed: set[int] = set()
+        self.net = Network(plan.network, self.rng_net)
+        # checkers
+        self.agreement = Agreement()
+        self.validity = Validity()
+        self.evidence = EvidenceAgainstCorrect(self.correct)
+        self.memory = BoundedMemory(footprint_bounds(base, n, len(client_keys), memnodes))
+        self.heap: list[tuple[Any, ...]] = []
+        self.seq = 0
+        self.now = 0
+        self.events = 0
+        self.decisions_at_leader: list[tuple[int, bool]] = []
+        self.crash_errors: list[str] = []
+
+    # ------------------------------------------------------------------ scheduling
+
+    def _push(self, at: int, *item: Any) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (at, self.seq, *item))
+
+    def _send(self, src: Node, dst: Node, frame: bytes) -> None:
+        for d in self.net.delays(src, dst, frame):
+            self._push(self.now + d, _DELIVER, dst, src, frame)
+
+    # ------------------------------------------------------------------ replicas
+
+    def _replica_actions(self, r: int) -> None:
+        node = self.replicas[r]
+        correct = r in self.correct
+        src = ("R", r)
+        for a in node.take_actions():
+            t = type(a)
+            if t is Send:
+                for dst in a.targets:
+                    self._send(src, ("R", dst), a.frame)
+            elif t is SendClient:
+                if a.client_id in self.clients or a.client_id in self.byz_clients:
+                    self._send(src, ("C", a.client_id), a.frame)
+            elif t is SendMemnode:
+                self._send(src, ("M", a.node), a.frame)
+            elif t is SetTimer:
+                self._push(a.at_ns, _TIMER, src, a.key)
+            elif not correct:
+                continue
+            elif t is Decided:
+                self.agreement.on_decided(r, a)
+                if r == 0:
+                    self.decisions_at_leader.append((self.now, a.fast))
+            elif t is Delivered:
+                self.agreement.on_delivered(r, a)
+            elif t is Executed:
+                self.agreement.on_executed(r, a)
+                self.validity.on_executed(r, a)
+            elif t is ReportEvidence:
+                self.evidence.on_evidence(r, a)
+
+    def _client_actions(self, cid: int) -> None:
+        client = self.clients[cid]
+        src = ("C", cid)
+        for a in client.session.take_actions():
+            if isinstance(a, Send):
+                for dst in a.targets:
+                    self._send(src, ("R", dst), a.frame)
+            elif isinstance(a, SetTimer):
+                self._push(a.at_ns, _TIMER, src, a.key)
+            elif isinstance(a, Completed) and client.on_completed(a, self.now):
+                self._push(self.now + self.rng_clients.randrange(1_000, 50_000), _CLIENT_START, cid)
+
+    def _start_client_op(self, cid: int) -> None:
+        client = self.clients[cid]
+        client.start_next(self.now)
+        if client.current is not None and (cid, client.current_id) not in self._issued_seen:
+            self._issued_seen.add((cid, client.current_id))
+            self.validity.issue(cid, client.current_id, digest(client.current.payload))
+        self._client_actions(cid)
+
+    # ------------------------------------------------------------------ events
+
+    def _deliver(self, dst: Node, src: Node, frame: bytes) -> None:
+        kind, ident = dst
+        if kind == "R":
+            node = self.replicas[ident]
+            skind, sid = src
+            if skind == "R":
+                node.receive(sid, frame, self.now)
+            elif skind == "C":
+                node.receive_client(sid, frame, self.now)
+            else:
+                node.receive_memnode(sid, frame, self.now)
+            self._replica_actions(ident)
+        elif kind == "C":
+            if ident in self.clients:
+                self.clients[ident].session.receive(src[1], frame, self.now)
+                self._client_actions(ident)
+        else:
+            if ident in self.crashed:
+                return
+            try:
+                epoch, msg = decode(frame)
+            except DecodeError:
+                return
+            if isinstance(msg, MemRead | MemWrite):
+                reply = self.stores[ident].handle(src[1], msg)
+                self._send(dst, src, encode(reply, epoch))
+
+    def _timer(self, node: Node, key: TimerKey) -> None:
+        kind, ident = node
+        if kind == "R":
+            self.replicas[ident].timer_fired(key, self.now)
+            self._replica_actions(ident)
+        else:
+            self.clients[ident].session.timer_fired(key, self.now)
+            self._client_actions(ident)
+
+    def _byz_client_round(self, cid: int) -> None:
+        bc = self.byz_clients[cid]
+        sent = bc.act()
+        for r, frame in sent:
+            self._send(("C", cid), ("R", r), frame)
+        for x, payloads in bc.issued.items():
+            for p in payloads:
+                self.validity.issue(cid, x, digest(p))
+        if sent:
+            self._push(self.now + self.rng_byz.randrange(20_000, 300_000), _BYZ_CLIENT, cid)
+
+    # ------------------------------------------------------------------ run
+
+    def _schedule_faults(self) -> None:
+        plan = self.plan
+        for node, start, end in plan.memnode_crashes:
+            self._push(start, _FAULT, ("crash", node))
+            self._push(end, _FAULT, ("recover", node))
+        for r, start, end in plan.partitions:
+            self._push(start, _FAULT, ("partition", r))
+            self._push(end, _FAULT, ("heal", r))
+
+    def _fault(self, what: tuple[str, int]) -> None:
+        action, x = what
+        if action == "crash":
+            self.crashed.add(x)
+        elif action == "recover":
+            self.crashed.discard(x)
+        elif action == "partition":
+            for other in self.replicas:
+                if other != x:
+                    self.net.partition(("R", x), ("R", other))
+        elif action == "heal":
+            for other in self.replicas:
+                if other != x:
+                    self.net.heal(("R", x), ("R", other))
+
+    def _all_done(self) -> bool:
+        return all(c.done() for c in self.clients.values()) and all(
+            b.rounds == 0 for b in self.byz_clients.values()
+        )
+
+    def _run_until(self, end_ns: int) -> None:
+        heap = self.heap
+        pop = heapq.heappop
+        observe_every = 256
+        while heap and not self._all_done():
+            if heap[0][0] > end_ns:
+                break
+            item = pop(heap)
+            self.now = item[0]
+            kind = item[2]
+            self.events += 1
+            if kind == _DELIVER:
+                self._deliver(item[3], item[4], item[5])
+            elif kind == _TIMER:
+                self._timer(item[3], item[4])
+            elif kind == _CLIENT_START:
+                self._start_client_op(item[3])
+            elif kind == _BYZ_CLIENT:
+                self._byz_client_round(item[3])
+            else:
+                self._fault(item[3])
+            if self.events % observe_every == 0:
+                self._observe()
+
+    def _observe(self) -> None:
+        for r in sorted(self.correct):
+            self.memory.observe(r, self.replicas[r].footprint())
+
+    def run(self) -> ScheduleResult:
+        plan = self.plan
+        self._issued_seen: set[tuple[int, int]] = set()
+        for cid in sorted(self.clients):
+            self._push(self.rng_clients.randrange(0, 200_000), _CLIENT_START, cid)
+        for cid in sorted(self.byz_clients):
+            self._push(self.rng_byz.randrange(0, 100_000), _BYZ_CLIENT, cid)
+        self._schedule_faults()
+        result = ScheduleResult(self.seed, plan.describe())
+        try:
+            self._run_until(plan.safety_phase_ns)
+            if plan.liveness_bound_ns:
+                # liveness phase: heal the network and the memory nodes, then every request of
+                # a correct client must be answered within the bound
+                heal_at = max(self.now, plan.safety_phase_ns) if not self._all_done() else self.now
+                self.net.faults_on = False
+                self.net.heal_all()
+                self.crashed.clear()
+                self.heap = [x for x in self.heap if x[2] != _FAULT]
+                heapq.heapify(self.heap)
+                self._run_until(heal_at + plan.liveness_bound_ns)
+        except AssertionError as exc:  # a broken invariant inside our own code
+            self.crash_errors.append(f"crash: assertion failed: {exc!r}")
+        self._observe()
+        return self._result(result)
+
+    def _result(self, res: ScheduleResult) -> ScheduleResult:
+        plan = self.plan
+        self.history.close(self.now)
+        res.history = self.history.events()
+        res.violations.extend(self.crash_errors)
+        res.violations.extend(self.agreement.violations)
+        res.violations.extend(self.validity.violations)
+        res.violations.extend(self.evidence.violations)
+        res.violations.extend(self.memory.violations)
+        # clients accept only the result of the execution
+        for cid, client in self.clients.items():
+            for x, result in client.results.items():
+                executed = self.agreement.results.get((cid, x))
+                if executed is not None and executed != result:
+                    res.violations.append(f"client {cid} accepted a result for #{x} that no correct replica produced")
+        verdict = check_linearizable(res.history)
+        res.linearizable = verdict.ok
+        if not verdict.ok:
+            res.violations.append(f"linearizability: key {verdict.key}: {verdict.reason}")
+        if plan.expect_liveness and not self._all_done():
+            stuck = {cid: c.current_id for cid, c in self.clients.items() if not c.done()}
+            if not stuck:
+                stuck = {cid: b.rounds for cid, b in self.byz_clients.items() if b.rounds}
+            res.violations.append(f"liveness: requests unanswered after healing: {stuck}")
+        res.requests_issued = sum(c.completed + (1 if c.current else 0) for c in self.clients.values())
+        res.requests_completed = sum(c.completed for c in self.clients.values())
+        res.decisions_fast = sum(1 for fast in self.agreement.fast.values() if fast)
+        res.decisions_slow = sum(1 for fast in self.agreement.fast.values() if not fast)
+        res.signatures_created = self.counter.on_path()
+        res.checkpoint_signatures_created = self.counter.off_path()
+        res.signatures_verified = self.counter.verified
+        res.max_replica_state_entries = self.memory.max_total
+        res.memnode_bytes_per_node = max(s.allocated_bytes() for s in self.stores.values())
+        res.events = self.events
+        res.virtual_ns = self.now
+        res.frames_sent = self.net.sent
+        res.decisions_after = self.decisions_at_leader
+        for r in sorted(self.correct):
+            rep = self.replicas[r]
+            assert isinstance(rep, Replica)
+            res.proofs_held[r] = sorted(rep.ctx.evidence.proofs)
+        return res
+
+
+__all__ = ["ScheduleResult", "Simulation", "Tag"]
