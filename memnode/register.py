@@ -11,17 +11,11 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+
+from ubft.replica.core.messages import MemRead, MemReadReply, MemWrite, MemWriteReply
 
 from .layout import VALUE_BYTES, RegisterAddress, encode_subslot, parse_register
 from .store import STATUS_OK
-
-if TYPE_CHECKING:
-    # mypy maps the top-level folders as packages of their own (it cannot follow the
-    # editable install into `ubft`); at runtime they are one `ubft` package.
-    from replica.core.messages import MemRead, MemReadReply, MemWrite, MemWriteReply
-else:
-    from ubft.replica.core.messages import MemRead, MemReadReply, MemWrite, MemWriteReply
 
 
 @dataclass(frozen=True, slots=True)

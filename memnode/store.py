@@ -10,16 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+
+from ubft.replica.core.messages import MemRead, MemReadReply, MemWrite, MemWriteReply
 
 from .layout import EMPTY_REGISTER, REGISTER_BYTES, SUBSLOT_BYTES
-
-if TYPE_CHECKING:
-    # mypy maps the top-level folders as packages of their own (it cannot follow the
-    # editable install into `ubft`); at runtime they are one `ubft` package.
-    from replica.core.messages import MemRead, MemReadReply, MemWrite, MemWriteReply
-else:
-    from ubft.replica.core.messages import MemRead, MemReadReply, MemWrite, MemWriteReply
 
 STATUS_OK = 0
 STATUS_UNKNOWN = 1

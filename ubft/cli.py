@@ -1,2 +1,83 @@
-def main() -> int:
-    return 0
+"""The ``ubft`` command: ``simulate`` (the deterministic simulator) and ``bench-core``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from ubft.replica.sim.faults import SCENARIOS
+    from ubft.replica.sim.run import run_schedules
+    from ubft.replica.sim.world import ScheduleResult
+
+    if args.scenario not in (*SCENARIOS, "mixed"):
+        print(f"unknown scenario {args.scenario!r}; choose from mixed, {', '.join(SCENARIOS)}", file=sys.stderr)
+        return 2
+    live = not args.json and sys.stderr.isatty() or args.progress
+
+    def progress(j: int, res: ScheduleResult, summary: dict[str, Any]) -> None:
+        if not live:
+            return
+        bad = len(summary["violations"])
+        line = (
+            f"\rschedule {j + 1}/{args.schedules}  requests {summary['requests_completed']}  "
+            f"fast {summary['decisions_fast']}  slow {summary['decisions_slow']}  "
+            f"signatures {summary['signatures_created']}  violations {bad}"
+        )
+        print(line, end="", file=sys.stderr, flush=True)
+
+    summary = run_schedules(
+        args.schedules,
+        args.seed,
+        args.scenario,
+        history_dir=Path(args.history_dir) if args.history_dir else None,
+        progress=progress,
+    )
+    if live:
+        print(file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary, indent=None, sort_keys=False))
+    else:
+        for key, value in summary.items():
+            if key == "violations":
+                continue
+            print(f"{key:32} {value}")
+        print(f"{'violations':32} {len(summary['violations'])}")
+        for v in summary["violations"][:20]:
+            print("  " + v)
+        if summary["violations"]:
+            print(f"replay one: ubft simulate --schedules 1 --seed <seed> --scenario {args.scenario}")
+    return 1 if summary["violations"] else 0
+
+
+def _bench_core(args: argparse.Namespace) -> int:
+    from ubft.bench.core import main as bench_main
+
+    return bench_main(args.rest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ubft", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sim = sub.add_parser("simulate", help="run seeded schedules in the deterministic simulator")
+    sim.add_argument("--schedules", type=int, default=100)
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--scenario", default="mixed", help="mixed (default) or one scenario name")
+    sim.add_argument("--json", action="store_true", help="print one JSON object")
+    sim.add_argument("--progress", action="store_true", help="live summary on stderr")
+    sim.add_argument("--history-dir", help="write each schedule's client history (JSON lines)")
+    sim.set_defaults(func=_simulate)
+    bench = sub.add_parser("bench-core", help="CPU cost of the protocol core", add_help=False)
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=_bench_core)
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

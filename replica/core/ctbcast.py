@@ -97,6 +97,7 @@ class CtbReceiver:
         "echo_peers",
         "faulty",
         "k_d",
+        "last_request_ns",
         "last_share",
         "regs",
         "slots",
@@ -115,6 +116,7 @@ class CtbReceiver:
         self.faulty = False  # an equivocation proof against b is held
         self.echo_peers = tuple(r for r in ctx.others if r != b)
         self.last_share: CtbCkptShare | None = None
+        self.last_request_ns = -(1 << 62)
 
     # ------------------------------------------------------------------ helpers
 
@@ -265,8 +267,11 @@ class CtbReceiver:
         slot = self.slots.get(k)
         if slot is None or slot.ready or self.faulty or k < self.k_d:
             return
-        if slot.sig is None:
-            self.ctx.send((self.b,), CtbSigRequest(self.b, self.k_d))
+        ctx = self.ctx
+        if slot.sig is None and ctx.now_ns - self.last_request_ns >= ctx.params.fast_path_timeout_ns:
+            # one request covers every index from k_d on: ask at most once per timeout
+            self.last_request_ns = ctx.now_ns
+            ctx.send((self.b,), CtbSigRequest(self.b, self.k_d))
         self.ctx.set_timer(TimerKey(TimerKind.FAST_PATH, self.b, k), self.ctx.params.fast_path_timeout_ns)
 
     # ------------------------------------------------------------------ delivery, tail
@@ -339,6 +344,7 @@ class CtbBroadcaster:
         "cert",
         "cert_c",
         "ctx",
+        "last_resend_ns",
         "next_k",
         "own_digests",
         "queue",
@@ -362,6 +368,7 @@ class CtbBroadcaster:
         self.shares: dict[int, dict[int, tuple[bytes, bytes]]] = {}  # c -> signer -> (d, sig)
         self.own_digests: dict[int, tuple[bytes, bytes]] = {}  # c -> (summary, digest)
         self.sign_until_ns = -1
+        self.last_resend_ns: dict[int, int] = {}  # requester -> when we last resent to it
         self.self_deliveries: deque[tuple[int, bytes]] = deque()
 
     def _signing(self) -> bool:
@@ -474,7 +481,14 @@ class CtbBroadcaster:
                 ctx.send((to,), CtbSig(ctx.me, k, self._sign(k, entry)))
 
     def on_sig_request(self, sender: int, from_k: int) -> None:
-        self.sign_until_ns = self.ctx.now_ns + self.ctx.params.sign_hold_ns
+        ctx = self.ctx
+        self.sign_until_ns = ctx.now_ns + ctx.params.sign_hold_ns
+        # a faulty receiver must not turn requests into a flood: one resend per requester
+        # per half fast-path timeout (a correct one asks at most once per timeout)
+        last = self.last_resend_ns.get(sender)
+        if last is not None and ctx.now_ns - last < ctx.params.fast_path_timeout_ns // 2:
+            return
+        self.last_resend_ns[sender] = ctx.now_ns
         self.resend(sender, from_k, with_sigs=True)
 
     def footprint(self) -> int:

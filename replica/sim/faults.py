@@ -27,6 +27,8 @@ class FaultPlan:
     network: NetworkModel = field(default_factory=NetworkModel)
     clients: int = 3
     ops_per_client: int = 8
+    register_keys: int = 2
+    counter_keys: int = 1
     byzantine_clients: int = 0
     byzantine_client_behaviour: str = "mixed"
     byzantine_replica: int | None = None

@@ -15,8 +15,11 @@ from ubft.replica.core.messages import Request
 
 from .history import HistoryRecorder, OpF, OpValue
 
-REGISTER_KEYS = ("x", "y")
-COUNTER_KEYS = ("n",)
+def key_names(registers: int, counters: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Register keys ("x", "y", then "k2", ...) and counter keys ("n", then "n1", ...)."""
+    regs = tuple(("x", "y")[i] if i < 2 else f"k{i}" for i in range(registers))
+    ctrs = tuple("n" if i == 0 else f"n{i}" for i in range(counters))
+    return regs, ctrs
 
 
 @dataclass(slots=True)
@@ -30,8 +33,16 @@ class _Op:
 class KVClient:
     """A correct client running ``ops`` sequential operations, one outstanding at a time."""
 
-    def __init__(self, session: ClientSession, rng: random.Random, ops: int, history: HistoryRecorder) -> None:
+    def __init__(
+        self,
+        session: ClientSession,
+        rng: random.Random,
+        ops: int,
+        history: HistoryRecorder,
+        keys: tuple[tuple[str, ...], tuple[str, ...]] = (("x", "y"), ("n",)),
+    ) -> None:
         self.session = session
+        self.register_keys, self.counter_keys = keys
         self.rng = rng
         self.ops_left = ops
         self.history = history
@@ -53,13 +64,13 @@ class KVClient:
         roll = rng.random()
         n = self.session.next_id
         if roll < 0.4:
-            key = rng.choice(REGISTER_KEYS + COUNTER_KEYS)
+            key = rng.choice(self.register_keys + self.counter_keys)
             return _Op("read", key, None, cmd_get(key.encode()))
         if roll < 0.75:
-            key = rng.choice(REGISTER_KEYS)
+            key = rng.choice(self.register_keys)
             value = f"c{self.cid}-{n}"
             return _Op("write", key, value, cmd_set(key.encode(), value.encode()))
-        key = rng.choice(COUNTER_KEYS)
+        key = rng.choice(self.counter_keys)
         by = rng.randint(1, 3)
         return _Op("incr", key, by, cmd_incr(key.encode(), by))
 

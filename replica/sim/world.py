@@ -37,7 +37,7 @@ from .faults import FaultPlan
 from .history import HistoryRecorder, Op
 from .linearizability import check as check_linearizable
 from .network import Network, Node
-from .workload import ByzantineClient, KVClient
+from .workload import ByzantineClient, KVClient, key_names
 
 _DELIVER, _TIMER, _CLIENT_START, _BYZ_CLIENT, _FAULT = range(5)
 CLIENT_BASE = 100
@@ -65,6 +65,7 @@ class ScheduleResult:
     decisions_after: list[tuple[int, bool]] = field(default_factory=list)  # (time, fast) at leader
     history: list[Op] = field(default_factory=list)
     linearizable: bool = True
+    client_evidence: int = 0  # evidence correct replicas reported against clients
 
 
 def make_signer(rng: random.Random, counter: SignatureCounter) -> Signer:
@@ -104,7 +105,13 @@ class Simulation:
             cid = CLIENT_BASE + j
             s = make_signer(keys_rng, self.counter)
             client_keys[cid] = s.public_key
-            self.clients[cid] = KVClient(ClientSession(self.config, cid, s), random.Random(self.rng_clients.getrandbits(64)), plan.ops_per_client, self.history)
+            self.clients[cid] = KVClient(
+                ClientSession(self.config, cid, s),
+                random.Random(self.rng_clients.getrandbits(64)),
+                plan.ops_per_client,
+                self.history,
+                key_names(plan.register_keys, plan.counter_keys),
+            )
         self.byz_clients: dict[int, ByzantineClient] = {}
         for j in range(plan.byzantine_clients):
             cid = BYZ_CLIENT_BASE + j
@@ -138,6 +145,7 @@ class Simulation:
         self.events = 0
         self.decisions_at_leader: list[tuple[int, bool]] = []
         self.crash_errors: list[str] = []
+        self.client_evidence = 0
 
     # ------------------------------------------------------------------ scheduling
 
@@ -180,6 +188,8 @@ class Simulation:
                 self.validity.on_executed(r, a)
             elif t is ReportEvidence:
                 self.evidence.on_evidence(r, a)
+                if a.is_client:
+                    self.client_evidence += 1
 
     def _client_actions(self, cid: int) -> None:
         client = self.clients[cid]
@@ -372,6 +382,7 @@ class Simulation:
         res.virtual_ns = self.now
         res.frames_sent = self.net.sent
         res.decisions_after = self.decisions_at_leader
+        res.client_evidence = self.client_evidence
         for r in sorted(self.correct):
             rep = self.replicas[r]
             assert isinstance(rep, Replica)

@@ -1,0 +1,154 @@
+"""Issue 2's acceptance points, each against the deterministic simulator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ubft.replica.core.config import ProtocolParams
+from ubft.replica.sim.checkers import footprint_bounds
+from ubft.replica.sim.faults import FaultPlan
+from ubft.replica.sim.run import run_schedule, run_schedules
+from ubft.replica.sim.world import Simulation
+
+MS = 1_000_000
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_all_correct_and_timely_every_decision_is_fast_and_unsigned(seed: int) -> None:
+    res = run_schedule(seed, "timely")
+    assert res.violations == []
+    assert res.requests_completed == res.requests_issued > 0
+    assert res.decisions_fast > 0
+    assert res.decisions_slow == 0
+    assert res.signatures_created == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_silent_follower_slow_path_then_fast_path_resumes(seed: int) -> None:
+    res = run_schedule(seed, "silent_follower")  # silent from 0 to 60 ms
+    assert res.violations == []
+    assert res.requests_completed == res.requests_issued > 0
+    during = [fast for t, fast in res.decisions_after if t < 60 * MS]
+    after = [fast for t, fast in res.decisions_after if t >= 60 * MS]
+    assert during and not any(during), "while the follower is silent, decisions take the slow path"
+    assert after and all(after[-3:]), "once it is back, the fast path resumes"
+    assert res.signatures_created > 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_equivocating_broadcaster_leaves_proofs_and_no_disagreement(seed: int) -> None:
+    res = run_schedule(seed, "equivocating_broadcaster")  # R0 equivocates its Prepares
+    # violations include CTBcast consistency and agreement; an exception would be a "crash"
+    assert res.violations == []
+    assert res.proofs_held, "the correct replicas are checked"
+    for replica, against in res.proofs_held.items():
+        assert against == [0], f"replica {replica} holds no equivocation proof against R0"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_one_memory_node_crashed_slow_path_completes(seed: int) -> None:
+    res = run_schedule(seed, "memnode_crash_1")
+    assert res.violations == []
+    assert res.requests_completed == res.requests_issued > 0
+    assert res.decisions_slow > 0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_two_memory_nodes_crashed_slow_path_waits_then_completes(seed: int) -> None:
+    res = run_schedule(seed, "memnode_crash_2")  # two of three down from 0 to 80 ms
+    assert res.violations == []
+    assert res.decisions_after, "decisions happen once a memory node returns"
+    assert min(t for t, _ in res.decisions_after) >= 80 * MS, "no slow-path decision without a majority"
+    assert res.requests_completed == res.requests_issued > 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_byzantine_clients_never_stall_or_crash_replicas(seed: int) -> None:
+    res = run_schedule(seed, "byzantine_clients")
+    assert res.violations == []
+    assert res.requests_completed == res.requests_issued > 0
+    assert res.client_evidence > 0, "malformed frames and bad signatures are reported"
+
+
+def test_500_mixed_schedules_hold_every_invariant() -> None:
+    summary = run_schedules(500, 20261125, "mixed")
+    assert summary["violations"] == []
+    assert summary["schedules"] == 500
+    assert set(summary["scenarios"]) >= {
+        "timely",
+        "silent_follower",
+        "equivocating_broadcaster",
+        "memnode_crash_1",
+        "memnode_crash_2",
+        "byzantine_clients",
+        "random",
+    }
+    assert summary["requests_completed"] > 0 and summary["decisions_slow"] > 0
+
+
+def test_bounded_memory_after_100000_requests() -> None:
+    params = ProtocolParams()
+    plan = FaultPlan(
+        "timely",
+        clients=50,
+        ops_per_client=2000,
+        register_keys=64,
+        counter_keys=16,
+        safety_phase_ns=10**13,
+        liveness_bound_ns=0,
+    )
+    sim = Simulation(11, plan, params=params)
+    res = sim.run()
+    assert res.violations == []
+    assert res.requests_completed == 100_000
+    bounds = footprint_bounds(params, 3, 50, 3)
+    for r in sorted(sim.correct):
+        for key, value in sim.replicas[r].footprint().items():
+            assert value <= bounds[key], (r, key, value, bounds[key])
+    for key, value in sim.memory.max_by_key.items():
+        assert value <= bounds[key], (key, value, bounds[key])
+    assert res.memnode_bytes_per_node < 1 << 20
+    assert res.checkpoint_signatures_created > 0, "checkpoints were taken, so old state was released"
+
+
+def test_cli_simulate_200_schedules_reports_no_violations() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "ubft", "simulate", "--schedules", "200", "--seed", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    for key in (
+        "schedules",
+        "requests_completed",
+        "decisions_fast",
+        "decisions_slow",
+        "signatures_created",
+        "violations",
+        "max_replica_state_entries",
+        "memnode_bytes_per_node",
+    ):
+        assert key in summary
+    assert summary["schedules"] == 200
+    assert summary["violations"] == []
+    assert summary["memnode_bytes_per_node"] < 1 << 20
+
+
+def test_history_dir_verdict_matches_the_simulator(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from ubft.replica.sim.history import read_jsonl
+    from ubft.replica.sim.linearizability import check
+
+    summary = run_schedules(6, 3, "random", history_dir=tmp_path)
+    files = sorted(tmp_path.glob("*.jsonl"))
+    assert len(files) == 6
+    for path in files:
+        ops = read_jsonl(path)
+        assert ops, path
+        assert check(ops).ok == (not any("linearizability" in v for v in summary["violations"]))

@@ -1,0 +1,5 @@
+import sys
+
+from ubft.cli import main
+
+sys.exit(main())
