@@ -11,10 +11,9 @@ from typing import NamedTuple
 
 from ubft.replica.core.actions import Send, SetTimer, TimerKey, TimerKind
 from ubft.replica.core.codec import decode, encode
-from ubft.replica.core.errors import DecodeError
 from ubft.replica.core.config import ClusterConfig
 from ubft.replica.core.crypto import Signer, Tag, digest
-from ubft.replica.core.errors import UsageError
+from ubft.replica.core.errors import DecodeError, UsageError
 from ubft.replica.core.messages import Reply, Request
 from ubft.replica.core.request_log import OUT_OF_WINDOW
 
@@ -73,7 +72,11 @@ class ClientSession:
         except DecodeError:
             self.rejected_replies += 1
             return
-        if not isinstance(msg, Reply) or msg.client_id != self.client_id or replica not in self.replicas:
+        if (
+            not isinstance(msg, Reply)
+            or msg.client_id != self.client_id
+            or replica not in self.replicas
+        ):
             self.rejected_replies += 1
             return
         if msg.epoch != self.epoch:
@@ -94,7 +97,9 @@ class ClientSession:
         if out is None:
             return
         if not out.sig:
-            out.sig = self.signer.sign(Tag.REQ, self.config.cluster_id_bytes, None, self.client_id, x, digest(out.payload))
+            out.sig = self.signer.sign(
+                Tag.REQ, self.config.cluster_id_bytes, None, self.client_id, x, digest(out.payload)
+            )
         self._send(Request(self.client_id, x, out.payload, out.sig))
         self._out.append(SetTimer(key, now_ns + self.timeout_ns))
 

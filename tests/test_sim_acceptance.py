@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from ubft.replica.core.config import ProtocolParams
 from ubft.replica.sim.checkers import footprint_bounds
 from ubft.replica.sim.faults import FaultPlan
@@ -62,7 +61,9 @@ def test_two_memory_nodes_crashed_slow_path_waits_then_completes(seed: int) -> N
     res = run_schedule(seed, "memnode_crash_2")  # two of three down from 0 to 80 ms
     assert res.violations == []
     assert res.decisions_after, "decisions happen once a memory node returns"
-    assert min(t for t, _ in res.decisions_after) >= 80 * MS, "no slow-path decision without a majority"
+    assert min(t for t, _ in res.decisions_after) >= 80 * MS, (
+        "no slow-path decision without a majority"
+    )
     assert res.requests_completed == res.requests_issued > 0
 
 
@@ -112,7 +113,9 @@ def test_bounded_memory_after_100000_requests() -> None:
     for key, value in sim.memory.max_by_key.items():
         assert value <= bounds[key], (key, value, bounds[key])
     assert res.memnode_bytes_per_node < 1 << 20
-    assert res.checkpoint_signatures_created > 0, "checkpoints were taken, so old state was released"
+    assert res.checkpoint_signatures_created > 0, (
+        "checkpoints were taken, so old state was released"
+    )
 
 
 def test_cli_simulate_200_schedules_reports_no_violations() -> None:

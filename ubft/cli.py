@@ -15,9 +15,12 @@ def _simulate(args: argparse.Namespace) -> int:
     from ubft.replica.sim.world import ScheduleResult
 
     if args.scenario not in (*SCENARIOS, "mixed"):
-        print(f"unknown scenario {args.scenario!r}; choose from mixed, {', '.join(SCENARIOS)}", file=sys.stderr)
+        print(
+            f"unknown scenario {args.scenario!r}; choose from mixed, {', '.join(SCENARIOS)}",
+            file=sys.stderr,
+        )
         return 2
-    live = not args.json and sys.stderr.isatty() or args.progress
+    live = (not args.json and sys.stderr.isatty()) or args.progress
 
     def progress(j: int, res: ScheduleResult, summary: dict[str, Any]) -> None:
         if not live:
@@ -50,14 +53,17 @@ def _simulate(args: argparse.Namespace) -> int:
         for v in summary["violations"][:20]:
             print("  " + v)
         if summary["violations"]:
-            print(f"replay one: ubft simulate --schedules 1 --seed <seed> --scenario {args.scenario}")
+            print(
+                f"replay one: ubft simulate --schedules 1 --seed <seed> --scenario {args.scenario}"
+            )
     return 1 if summary["violations"] else 0
 
 
 def _bench_core(args: argparse.Namespace) -> int:
     from ubft.bench.core import main as bench_main
 
-    return bench_main(args.rest)
+    code: int = bench_main(args.rest)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,12 +80,5 @@ class Executed(NamedTuple):
 
 
 Action = (
-    Send
-    | SendClient
-    | SendMemnode
-    | SetTimer
-    | ReportEvidence
-    | Delivered
-    | Decided
-    | Executed
+    Send | SendClient | SendMemnode | SetTimer | ReportEvidence | Delivered | Decided | Executed
 )

@@ -6,7 +6,7 @@ reads a clock, the driver passes ``now_ns`` with every event.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -16,7 +16,7 @@ from .crypto import public_key_is_valid
 _MS = 1_000_000
 
 
-class SlowPathMode(str, Enum):
+class SlowPathMode(StrEnum):
     ON_DEMAND = "on_demand"  # sign only when a receiver asks (fast-path timeout)
     ALWAYS = "always"  # sign every message: tests and hostile environments
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from .actions import Decided, Executed, ReportEvidence, SendClient, TimerKey, TimerKind
 from .app import Application
 from .codec import decode_payload, encode, encode_batch, encode_payload
-from .errors import DecodeError
 from .config import SlowPathMode
 from .context import Context
-from .ctbcast import CtbCast
 from .crypto import Tag, digest, statement, verify_with_key
+from .ctbcast import CtbCast
+from .errors import DecodeError
 from .messages import (
     Batch,
     Checkpoint,
@@ -28,8 +28,8 @@ from .messages import (
     Commit,
     Entry,
     FastCommit,
-    PrepShare,
     Prepare,
+    PrepShare,
     Promise,
     Reply,
     Request,
@@ -149,7 +149,16 @@ class Consensus:
         s = self.streams[b]
         commits = sorted(s.commits.items())
         out = [
-            _SUMMARY_HEAD.pack(c, s.seal_view, s.ckpt_c, s.ckpt_digest, s.prep_view, s.prep_instance, s.fresh_ts, len(commits))
+            _SUMMARY_HEAD.pack(
+                c,
+                s.seal_view,
+                s.ckpt_c,
+                s.ckpt_digest,
+                s.prep_view,
+                s.prep_instance,
+                s.fresh_ts,
+                len(commits),
+            )
         ]
         out.extend(_SUMMARY_COMMIT.pack(i, v, d) for i, (v, d) in commits)
         return b"".join(out)
@@ -240,7 +249,9 @@ class Consensus:
         if e.request_id <= client.h or e.request_id in client.executed:
             return True  # a duplicate: execution skips it
         if e.sig:
-            stmt = statement(Tag.REQ, self.ctx.cluster, None, e.client_id, e.request_id, digest(e.payload))
+            stmt = statement(
+                Tag.REQ, self.ctx.cluster, None, e.client_id, e.request_id, digest(e.payload)
+            )
             return verify_with_key(client.key, stmt, e.sig, self.ctx.verifier.counter)
         return False
 
@@ -251,7 +262,9 @@ class Consensus:
         if ctx.me != self.leader:
             ctx.send_all(Promise(self.view, i))
         ctx.set_timer(TimerKey(TimerKind.FAST_TIMEOUT, self.view, i), ctx.params.fast_timeout_ns)
-        if ctx.params.slow_path_mode is SlowPathMode.ALWAYS or any(r != ctx.me for r in inst.shares):
+        if ctx.params.slow_path_mode is SlowPathMode.ALWAYS or any(
+            r != ctx.me for r in inst.shares
+        ):
             self._send_share(i, inst)
         self._check_promises(i, inst)
         self._try_certificate(i, inst)
@@ -302,7 +315,12 @@ class Consensus:
         self._check_fast_commits(msg.instance, inst)
 
     def _check_fast_commits(self, i: int, inst: _Inst) -> None:
-        if inst.accepted and not inst.decided and len(inst.fast_commits) == self.ctx.n and self.ctx.me in inst.fast_commits:
+        if (
+            inst.accepted
+            and not inst.decided
+            and len(inst.fast_commits) == self.ctx.n
+            and self.ctx.me in inst.fast_commits
+        ):
             assert inst.batch is not None
             self._decide(i, inst, inst.batch, inst.digest, fast=True)
 
@@ -420,8 +438,12 @@ class Consensus:
             for e in batch.entries:
                 verdict, cached = log.execute(e.client_id, e.request_id)
                 if verdict == "execute":
-                    result = log.record(e.client_id, e.request_id, self.app.apply(e.payload, self.app_clock))
-                    ctx.outbox.append(Executed(i, e.client_id, e.request_id, digest(e.payload), result))
+                    result = log.record(
+                        e.client_id, e.request_id, self.app.apply(e.payload, self.app_clock)
+                    )
+                    ctx.outbox.append(
+                        Executed(i, e.client_id, e.request_id, digest(e.payload), result)
+                    )
                     self._reply(e.client_id, e.request_id, result)
                 elif verdict == "skip" and cached is not None:
                     self._reply(e.client_id, e.request_id, cached)
@@ -434,7 +456,11 @@ class Consensus:
 
     def _reply(self, client_id: int, request_id: int, result: bytes) -> None:
         ctx = self.ctx
-        ctx.outbox.append(SendClient(client_id, encode(Reply(ctx.epoch, client_id, request_id, result), ctx.epoch)))
+        ctx.outbox.append(
+            SendClient(
+                client_id, encode(Reply(ctx.epoch, client_id, request_id, result), ctx.epoch)
+            )
+        )
 
     # ================================================================== checkpoints
 
@@ -461,7 +487,9 @@ class Consensus:
         if c <= self.stable_c or c % self.interval or c > self.exec_next + self.window:
             return
         ctx = self.ctx
-        if not ctx.verifier.verify(sender, statement(Tag.CKPT, ctx.cluster, ctx.epoch, c, msg.digest), msg.sig):
+        if not ctx.verifier.verify(
+            sender, statement(Tag.CKPT, ctx.cluster, ctx.epoch, c, msg.digest), msg.sig
+        ):
             self._evidence(sender, "ckpt.bad_signature")
             return
         self.ckpt_shares.setdefault(c, {})[sender] = (msg.digest, msg.sig)
@@ -499,7 +527,9 @@ class Consensus:
             if cp.c % self.interval:
                 self._evidence(sender, "checkpoint.bad_index")
             return
-        if not verify_certificate(ctx, cp.cert, statement(Tag.CKPT, ctx.cluster, ctx.epoch, cp.c, cp.digest)):
+        if not verify_certificate(
+            ctx, cp.cert, statement(Tag.CKPT, ctx.cluster, ctx.epoch, cp.c, cp.digest)
+        ):
             self._evidence(sender, "checkpoint.bad_certificate")
             return
         s.ckpt_c, s.ckpt_digest = cp.c, cp.digest
@@ -536,7 +566,10 @@ class Consensus:
         if self.is_leader():
             self._maybe_ready(client_id, req.request_id)
         elif stored.sig:
-            ctx.send((self.leader,), RequestForward(Request(client_id, req.request_id, stored.payload, stored.sig)))
+            ctx.send(
+                (self.leader,),
+                RequestForward(Request(client_id, req.request_id, stored.payload, stored.sig)),
+            )
         else:
             ctx.send((self.leader,), RequestEcho(client_id, req.request_id, stored.digest))
         self.recheck_waiting(client_id, req.request_id)
@@ -554,13 +587,19 @@ class Consensus:
             self._evidence(sender, "forward.unsigned_or_unknown_client")
             return
         ctx = self.ctx
-        stmt = statement(Tag.REQ, ctx.cluster, None, req.client_id, req.request_id, digest(req.payload))
+        stmt = statement(
+            Tag.REQ, ctx.cluster, None, req.client_id, req.request_id, digest(req.payload)
+        )
         if not verify_with_key(client.key, stmt, req.sig, ctx.verifier.counter):
             self._evidence(sender, "forward.bad_signature")
             return
         if len(req.payload) > ctx.params.max_request_bytes:
             return
-        if self.log.add(req.client_id, req.request_id, req.payload, req.sig, ctx.now_ns) is not None and self.is_leader():
+        if (
+            self.log.add(req.client_id, req.request_id, req.payload, req.sig, ctx.now_ns)
+            is not None
+            and self.is_leader()
+        ):
             self._maybe_ready(req.client_id, req.request_id)
         self.recheck_waiting(req.client_id, req.request_id)
 
@@ -581,7 +620,11 @@ class Consensus:
             return
         ctx = self.ctx
         p = ctx.params
-        while self.ready and self.inflight < p.inflight_max and self.next_propose < self.last_ctb_ckpt + self.window:
+        while (
+            self.ready
+            and self.inflight < p.inflight_max
+            and self.next_propose < self.last_ctb_ckpt + self.window
+        ):
             entries: list[Entry] = []
             while self.ready and len(entries) < p.batch_max:
                 cid, x = self.ready.popleft()
@@ -595,7 +638,9 @@ class Consensus:
             i = self.next_propose
             self.next_propose = i + 1
             self.inflight += 1
-            self.ctb.broadcaster.broadcast(encode_payload(Prepare(self.view, i, Batch(ts, tuple(entries)))))
+            self.ctb.broadcaster.broadcast(
+                encode_payload(Prepare(self.view, i, Batch(ts, tuple(entries))))
+            )
 
     # ================================================================== sync (lost frames)
 
@@ -622,7 +667,9 @@ class Consensus:
                     if req.since_ns > old:
                         continue  # young: the first echo is probably still in flight
                     if req.sig:
-                        ctx.send((self.leader,), RequestForward(Request(cid, x, req.payload, req.sig)))
+                        ctx.send(
+                            (self.leader,), RequestForward(Request(cid, x, req.payload, req.sig))
+                        )
                     else:
                         ctx.send((self.leader,), RequestEcho(cid, x, req.digest))
         for c, d in self.own_ckpt.items():
@@ -658,10 +705,12 @@ class Consensus:
         return {
             "instances": len(self.inst),
             "instance_votes": sum(
-                len(x.promises) + len(x.fast_commits) + len(x.shares) + len(x.commits) for x in self.inst.values()
+                len(x.promises) + len(x.fast_commits) + len(x.shares) + len(x.commits)
+                for x in self.inst.values()
             ),
             "decided_unexecuted": len(self.decided),
-            "checkpoint_shares": sum(len(v) for v in self.ckpt_shares.values()) + len(self.own_ckpt),
+            "checkpoint_shares": sum(len(v) for v in self.ckpt_shares.values())
+            + len(self.own_ckpt),
             "stream_commits": sum(len(s.commits) for s in self.streams.values()),
             "waiting_requests": len(self.waiting_requests),
             "ready": len(self.ready),

@@ -18,13 +18,13 @@ from typing import Protocol
 
 from ubft.memnode.layout import RegisterAddress, pack_ctb_value, unpack_ctb_value
 from ubft.memnode.register import ReadDone, RegisterClient, WriteDone
+
 from .actions import Delivered, ReportEvidence, TimerKey, TimerKind
 from .config import SlowPathMode
 from .context import Context
 from .crypto import Tag, digest, statement
 from .errors import UsageError
 from .messages import (
-    Certificate,
     Ctb,
     CtbCkptCert,
     CtbCkptShare,
@@ -65,7 +65,17 @@ _UNBOUND = _Unbound()
 class _Slot:
     """Receiver state for one (b, k) inside the tail."""
 
-    __slots__ = ("d", "echoes", "m", "pending_sig", "ready", "reads_left", "requested", "sig", "writing")
+    __slots__ = (
+        "d",
+        "echoes",
+        "m",
+        "pending_sig",
+        "reads_left",
+        "ready",
+        "requested",
+        "sig",
+        "writing",
+    )
 
     def __init__(self) -> None:
         self.m: bytes | None = None
@@ -127,7 +137,9 @@ class CtbReceiver:
         slot = self.slots.get(k)
         if slot is None:
             slot = self.slots[k] = _Slot()
-            self.ctx.set_timer(TimerKey(TimerKind.FAST_PATH, self.b, k), self.ctx.params.fast_path_timeout_ns)
+            self.ctx.set_timer(
+                TimerKey(TimerKind.FAST_PATH, self.b, k), self.ctx.params.fast_path_timeout_ns
+            )
         return slot
 
     def _evidence(self, reason: str) -> None:
@@ -218,7 +230,13 @@ class CtbReceiver:
 
     def on_read_done(self, k: int, q: int, result: tuple[int, bytes] | None) -> None:
         slot = self.slots.get(k)
-        if slot is None or slot.ready or self.faulty or slot.reads_left is None or q not in slot.reads_left:
+        if (
+            slot is None
+            or slot.ready
+            or self.faulty
+            or slot.reads_left is None
+            or q not in slot.reads_left
+        ):
             return
         verdict = self._classify(k, slot, result)
         if verdict == "checked":
@@ -268,11 +286,16 @@ class CtbReceiver:
         if slot is None or slot.ready or self.faulty or k < self.k_d:
             return
         ctx = self.ctx
-        if slot.sig is None and ctx.now_ns - self.last_request_ns >= ctx.params.fast_path_timeout_ns:
+        if (
+            slot.sig is None
+            and ctx.now_ns - self.last_request_ns >= ctx.params.fast_path_timeout_ns
+        ):
             # one request covers every index from k_d on: ask at most once per timeout
             self.last_request_ns = ctx.now_ns
             ctx.send((self.b,), CtbSigRequest(self.b, self.k_d))
-        self.ctx.set_timer(TimerKey(TimerKind.FAST_PATH, self.b, k), self.ctx.params.fast_path_timeout_ns)
+        self.ctx.set_timer(
+            TimerKey(TimerKind.FAST_PATH, self.b, k), self.ctx.params.fast_path_timeout_ns
+        )
 
     # ------------------------------------------------------------------ delivery, tail
 
@@ -461,7 +484,9 @@ class CtbBroadcaster:
         while self.queue and self.next_k < self.cert_c + tail:
             self._send(self.queue.popleft())
 
-    def resend(self, to: int, from_k: int, with_sigs: bool, sent_before_ns: int | None = None) -> None:
+    def resend(
+        self, to: int, from_k: int, with_sigs: bool, sent_before_ns: int | None = None
+    ) -> None:
         """Send ``to`` our certificate and every message from ``from_k`` still in the tail
         (only those first sent before ``sent_before_ns``, when given: younger ones are
         probably still in flight)."""
@@ -492,7 +517,12 @@ class CtbBroadcaster:
         self.resend(sender, from_k, with_sigs=True)
 
     def footprint(self) -> int:
-        return len(self.tail) + len(self.queue) + sum(len(s) for s in self.shares.values()) + len(self.own_digests)
+        return (
+            len(self.tail)
+            + len(self.queue)
+            + sum(len(s) for s in self.shares.values())
+            + len(self.own_digests)
+        )
 
 
 class CtbCast:
@@ -512,7 +542,11 @@ class CtbCast:
         for rx in self.receivers.values():
             rx.up = up
 
-    def on_message(self, sender: int, msg: Ctb | CtbEcho | CtbSig | CtbSigRequest | CtbCkptShare | CtbCkptCert | Equivocation) -> None:
+    def on_message(
+        self,
+        sender: int,
+        msg: Ctb | CtbEcho | CtbSig | CtbSigRequest | CtbCkptShare | CtbCkptCert | Equivocation,
+    ) -> None:
         me = self.ctx.me
         if isinstance(msg, Ctb):
             if msg.b == sender and sender != me:
@@ -530,7 +564,9 @@ class CtbCast:
             else:
                 rx = self.receivers.get(msg.b)
                 if rx is not None and rx.cert is not None and rx.cert_c > msg.from_k:
-                    self.ctx.send((sender,), rx.cert)  # anyone returns the latest certificate it holds
+                    self.ctx.send(
+                        (sender,), rx.cert
+                    )  # anyone returns the latest certificate it holds
         elif isinstance(msg, CtbCkptShare):
             if msg.b == me:
                 self.broadcaster.on_share(sender, msg)
@@ -548,8 +584,16 @@ class CtbCast:
         ctx = self.ctx
         ok = (
             proof.digest1 != proof.digest2
-            and ctx.verifier.verify(proof.b, statement(Tag.CTB, ctx.cluster, ctx.epoch, proof.b, proof.k, proof.digest1), proof.sig1)
-            and ctx.verifier.verify(proof.b, statement(Tag.CTB, ctx.cluster, ctx.epoch, proof.b, proof.k, proof.digest2), proof.sig2)
+            and ctx.verifier.verify(
+                proof.b,
+                statement(Tag.CTB, ctx.cluster, ctx.epoch, proof.b, proof.k, proof.digest1),
+                proof.sig1,
+            )
+            and ctx.verifier.verify(
+                proof.b,
+                statement(Tag.CTB, ctx.cluster, ctx.epoch, proof.b, proof.k, proof.digest2),
+                proof.sig2,
+            )
         )
         if not ok:
             ctx.evidence.add(sender, "ctb.bad_equivocation_proof")

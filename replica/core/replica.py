@@ -11,13 +11,12 @@ from ubft.memnode.register import RegisterClient
 from .actions import Action, SendMemnode, TimerKey, TimerKind
 from .app import Application
 from .codec import decode, encode
-from .errors import DecodeError
 from .config import ClusterConfig
 from .consensus import Consensus
 from .context import Context
 from .crypto import Signer, Tag, Verifier, digest, statement, verify_with_key
 from .ctbcast import CtbCast
-from .errors import UsageError
+from .errors import DecodeError, UsageError
 from .messages import (
     CkptShare,
     Ctb,
@@ -118,6 +117,8 @@ class Replica:
         except DecodeError as exc:
             self._bad_frame(client_id, exc.reason, is_client=True)
             return
+        if epoch != ctx.epoch:
+            return  # a client still on another configuration (reconfiguration issue)
         if not isinstance(msg, Request) or msg.client_id != client_id:
             self._bad_frame(client_id, "client.unexpected_message", is_client=True)
             return
@@ -125,7 +126,9 @@ class Replica:
             self._bad_frame(client_id, "client.request_too_large", is_client=True)
             return
         if msg.sig:
-            stmt = statement(Tag.REQ, ctx.cluster, None, client_id, msg.request_id, digest(msg.payload))
+            stmt = statement(
+                Tag.REQ, ctx.cluster, None, client_id, msg.request_id, digest(msg.payload)
+            )
             if not verify_with_key(client.key, stmt, msg.sig, ctx.verifier.counter):
                 self._bad_frame(client_id, "client.bad_signature", is_client=True)
                 return

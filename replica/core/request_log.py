@@ -64,7 +64,9 @@ class RequestLog:
                 return old
             if sig and not old.sig and old.payload != payload and not old.proposed:
                 # a signed request replaces an unsigned one with other bytes
-                req = entry.pending[request_id] = PendingRequest(payload, digest(payload), sig, now_ns)
+                req = entry.pending[request_id] = PendingRequest(
+                    payload, digest(payload), sig, now_ns
+                )
                 return req
             return None
         req = PendingRequest(payload, digest(payload), sig, now_ns)
@@ -74,7 +76,9 @@ class RequestLog:
         entry.pending[request_id] = req
         return req
 
-    def add_echo(self, client_id: int, request_id: int, follower: int, d: bytes) -> PendingRequest | None:
+    def add_echo(
+        self, client_id: int, request_id: int, follower: int, d: bytes
+    ) -> PendingRequest | None:
         entry = self.clients.get(client_id)
         if entry is None or not self.in_window(entry, request_id):
             return None
@@ -132,7 +136,11 @@ class RequestLog:
 
     def footprint(self) -> int:
         return sum(
-            1 + len(e.executed) + len(e.replies) + len(e.pending) + sum(len(p.echoes) for p in e.pending.values())
+            1
+            + len(e.executed)
+            + len(e.replies)
+            + len(e.pending)
+            + sum(len(p.echoes) for p in e.pending.values())
             + sum(len(v) for v in e.early_echoes.values())
             for e in self.clients.values()
         )

@@ -3,6 +3,7 @@ rewrites the actions it emits (STYLE.md: Equivocate, Silent, Garble, ForgeSignat
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from ubft.replica.core.actions import Action, Send, SendClient, SendMemnode
@@ -25,7 +26,14 @@ class ByzantineReplica:
     - "forge": replaces signatures in its frames with random bytes.
     """
 
-    def __init__(self, inner: Replica, behaviour: str, rng: random.Random, silent_from_ns: int = 0, silent_until_ns: int = 1 << 62) -> None:
+    def __init__(
+        self,
+        inner: Replica,
+        behaviour: str,
+        rng: random.Random,
+        silent_from_ns: int = 0,
+        silent_until_ns: int = 1 << 62,
+    ) -> None:
         assert behaviour in BEHAVIOURS
         self.inner = inner
         self.behaviour = behaviour
@@ -85,7 +93,7 @@ class ByzantineReplica:
         if self.behaviour == "forge":
             sig = getattr(msg, "sig", None)
             if isinstance(sig, bytes) and len(sig) == 64 and self.rng.random() < 0.5:
-                forged = msg.__class__(**{**{s: getattr(msg, s) for s in msg.__slots__}, "sig": bytes(self.rng.getrandbits(8) for _ in range(64))})  # type: ignore[union-attr]
+                forged = dataclasses.replace(msg, sig=self.rng.randbytes(64))  # type: ignore[arg-type]
                 return [Send(a.targets, encode(forged, epoch))]
             return [a]
         # equivocate
@@ -119,5 +127,7 @@ class ByzantineReplica:
         except DecodeError:
             return m + b"\x00"
         if isinstance(p, Prepare):
-            return encode_payload(Prepare(p.view, p.instance, Batch(p.batch.ts + 1, p.batch.entries)))
+            return encode_payload(
+                Prepare(p.view, p.instance, Batch(p.batch.ts + 1, p.batch.entries))
+            )
         return m + b"\x00"

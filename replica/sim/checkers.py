@@ -15,7 +15,9 @@ class Agreement:
         self.decided: dict[int, bytes] = {}
         self.delivered: dict[tuple[int, int], bytes] = {}
         self.executed_at: dict[tuple[int, int], int] = {}  # (client, request) -> instance
-        self.executed_by: dict[tuple[int, int, int], int] = {}  # (replica, client, request) -> count
+        self.executed_by: dict[
+            tuple[int, int, int], int
+        ] = {}  # (replica, client, request) -> count
         self.results: dict[tuple[int, int], bytes] = {}
         self.violations: list[str] = []
         self.fast: dict[int, bool] = {}  # instance -> decided fast at every correct replica so far
@@ -23,13 +25,17 @@ class Agreement:
     def on_decided(self, replica: int, a: Decided) -> None:
         d = self.decided.setdefault(a.instance, a.digest)
         if d != a.digest:
-            self.violations.append(f"agreement: replica {replica} decided another batch for instance {a.instance}")
+            self.violations.append(
+                f"agreement: replica {replica} decided another batch for instance {a.instance}"
+            )
         self.fast[a.instance] = self.fast.get(a.instance, True) and a.fast
 
     def on_delivered(self, replica: int, a: Delivered) -> None:
         d = self.delivered.setdefault((a.b, a.k), a.digest)
         if d != a.digest:
-            self.violations.append(f"ctb consistency: replica {replica} delivered another m for (b={a.b}, k={a.k})")
+            self.violations.append(
+                f"ctb consistency: replica {replica} delivered another m for (b={a.b}, k={a.k})"
+            )
 
     def on_executed(self, replica: int, a: Executed) -> None:
         key = (a.client_id, a.request_id)
@@ -39,7 +45,9 @@ class Agreement:
             self.violations.append(f"exactly-once: replica {replica} executed {key} twice")
         at = self.executed_at.setdefault(key, a.instance)
         if at != a.instance:
-            self.violations.append(f"exactly-once: {key} executed at instances {at} and {a.instance}")
+            self.violations.append(
+                f"exactly-once: {key} executed at instances {at} and {a.instance}"
+            )
         res = self.results.setdefault(key, a.result)
         if res != a.result:
             self.violations.append(f"agreement: {key} gave different results at replica {replica}")
@@ -69,7 +77,9 @@ class EvidenceAgainstCorrect:
 
     def on_evidence(self, replica: int, a: ReportEvidence) -> None:
         if not a.is_client and a.against in self.correct:
-            self.violations.append(f"evidence: correct replica {replica} reported {a.reason} against correct replica {a.against}")
+            self.violations.append(
+                f"evidence: correct replica {replica} reported {a.reason} against correct replica {a.against}"
+            )
 
 
 def footprint_bounds(params: ProtocolParams, n: int, clients: int, memnodes: int) -> dict[str, int]:
@@ -107,5 +117,7 @@ class BoundedMemory:
                 self.max_by_key[key] = value
                 bound = self.bounds.get(key)
                 if bound is None or value > bound:
-                    self.violations.append(f"bounded memory: replica {replica} {key}={value} above bound {bound}")
+                    self.violations.append(
+                        f"bounded memory: replica {replica} {key}={value} above bound {bound}"
+                    )
         self.max_total = max(self.max_total, total)

@@ -49,11 +49,19 @@ class FaultPlan:
         if self.byzantine_clients:
             parts.append(f"byz_clients={self.byzantine_clients}:{self.byzantine_client_behaviour}")
         if self.memnode_crashes:
-            parts.append("memnode_crashes=" + ",".join(f"M{m}@{a // _MS}-{b // _MS}ms" for m, a, b in self.memnode_crashes))
+            parts.append(
+                "memnode_crashes="
+                + ",".join(f"M{m}@{a // _MS}-{b // _MS}ms" for m, a, b in self.memnode_crashes)
+            )
         if self.partitions:
-            parts.append("partitions=" + ",".join(f"R{r}@{a // _MS}-{b // _MS}ms" for r, a, b in self.partitions))
+            parts.append(
+                "partitions="
+                + ",".join(f"R{r}@{a // _MS}-{b // _MS}ms" for r, a, b in self.partitions)
+            )
         m = self.network
-        parts.append(f"net={m.base_delay_ns // 1000}+{m.jitter_ns // 1000}us drop={m.drop_probability} dup={m.duplicate_probability}")
+        parts.append(
+            f"net={m.base_delay_ns // 1000}+{m.jitter_ns // 1000}us drop={m.drop_probability} dup={m.duplicate_probability}"
+        )
         return " ".join(parts)
 
 

@@ -25,16 +25,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
+
+from ubft.apps.kv import INT64_MAX, INT64_MIN, parse_int64
 
 from .history import Op, OpF, OpValue
-
-if TYPE_CHECKING:
-    # mypy maps the top-level folders as packages of their own (it cannot follow the
-    # editable install into `ubft`); at runtime they are one `ubft` package.
-    from apps.kv import INT64_MAX, INT64_MIN, parse_int64
-else:
-    from ubft.apps.kv import INT64_MAX, INT64_MIN, parse_int64
 
 DEFAULT_BUDGET: Final = 1_000_000
 """Search steps allowed per key before giving up with "search budget exceeded"."""

@@ -48,10 +48,21 @@ def run_schedules(
         s = seed + j
         res = run_schedule(s, scenario)
         summary["schedules"] += 1
-        for key in ("requests_completed", "decisions_fast", "decisions_slow", "signatures_created", "checkpoint_signatures_created", "events"):
+        for key in (
+            "requests_completed",
+            "decisions_fast",
+            "decisions_slow",
+            "signatures_created",
+            "checkpoint_signatures_created",
+            "events",
+        ):
             summary[key] += getattr(res, key)
-        summary["max_replica_state_entries"] = max(summary["max_replica_state_entries"], res.max_replica_state_entries)
-        summary["memnode_bytes_per_node"] = max(summary["memnode_bytes_per_node"], res.memnode_bytes_per_node)
+        summary["max_replica_state_entries"] = max(
+            summary["max_replica_state_entries"], res.max_replica_state_entries
+        )
+        summary["memnode_bytes_per_node"] = max(
+            summary["memnode_bytes_per_node"], res.memnode_bytes_per_node
+        )
         name = res.plan.split(" ", 1)[0]
         summary["scenarios"][name] = summary["scenarios"].get(name, 0) + 1
         summary["violations"].extend(f"seed={s} [{res.plan}] {v}" for v in res.violations)

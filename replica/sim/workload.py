@@ -15,6 +15,7 @@ from ubft.replica.core.messages import Request
 
 from .history import HistoryRecorder, OpF, OpValue
 
+
 def key_names(registers: int, counters: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Register keys ("x", "y", then "k2", ...) and counter keys ("n", then "n1", ...)."""
     regs = tuple(("x", "y")[i] if i < 2 else f"k{i}" for i in range(registers))
@@ -122,7 +123,15 @@ class ByzantineClient:
     window), "bad_sig" (requests signed with garbage), "two_payloads" (one id, two payloads
     to different replicas), "mixed" (all of them)."""
 
-    def __init__(self, cid: int, replicas: tuple[int, ...], epoch: int, rng: random.Random, behaviour: str, rounds: int) -> None:
+    def __init__(
+        self,
+        cid: int,
+        replicas: tuple[int, ...],
+        epoch: int,
+        rng: random.Random,
+        behaviour: str,
+        rounds: int,
+    ) -> None:
         self.cid = cid
         self.replicas = replicas
         self.epoch = epoch
@@ -134,7 +143,11 @@ class ByzantineClient:
 
     def _payload(self) -> bytes:
         key = f"byz{self.cid}".encode()
-        return cmd_set(key, str(self.rng.randint(0, 99)).encode()) if self.rng.random() < 0.5 else cmd_incr(key + b"n", 1)
+        return (
+            cmd_set(key, str(self.rng.randint(0, 99)).encode())
+            if self.rng.random() < 0.5
+            else cmd_incr(key + b"n", 1)
+        )
 
     def act(self) -> list[tuple[int, bytes]]:
         """One round of misbehaviour: (replica, frame) pairs to send."""

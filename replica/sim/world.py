@@ -73,7 +73,14 @@ def make_signer(rng: random.Random, counter: SignatureCounter) -> Signer:
 
 
 class Simulation:
-    def __init__(self, seed: int, plan: FaultPlan, n: int = 3, memnodes: int = 3, params: ProtocolParams | None = None) -> None:
+    def __init__(
+        self,
+        seed: int,
+        plan: FaultPlan,
+        n: int = 3,
+        memnodes: int = 3,
+        params: ProtocolParams | None = None,
+    ) -> None:
         root = random.Random(seed)
         self.seed = seed
         self.plan = plan
@@ -93,7 +100,9 @@ class Simulation:
             cluster_id="sim",
             f=f,
             members=tuple(Member(id=i, public_key=signers[i].public_key.hex()) for i in range(n)),
-            memory_nodes=tuple(MemoryNode(id=j, public_key=mem_keys[j].hex()) for j in range(memnodes)),
+            memory_nodes=tuple(
+                MemoryNode(id=j, public_key=mem_keys[j].hex()) for j in range(memnodes)
+            ),
             admin_public_key=admin.public_key.hex(),
             params=base,
         )
@@ -116,14 +125,33 @@ class Simulation:
         for j in range(plan.byzantine_clients):
             cid = BYZ_CLIENT_BASE + j
             client_keys[cid] = make_signer(keys_rng, self.counter).public_key
-            self.byz_clients[cid] = ByzantineClient(cid, self.config.member_ids, 0, random.Random(self.rng_byz.getrandbits(64)), plan.byzantine_client_behaviour, rounds=20)
+            self.byz_clients[cid] = ByzantineClient(
+                cid,
+                self.config.member_ids,
+                0,
+                random.Random(self.rng_byz.getrandbits(64)),
+                plan.byzantine_client_behaviour,
+                rounds=20,
+            )
         # replicas
         self.replicas: dict[int, Replica | ByzantineReplica] = {}
         self.correct: set[int] = set()
         for i in range(n):
-            rep = Replica(self.config, i, signers[i], KVStore(max_result_bytes=base.max_reply_bytes - 16), client_keys)
+            rep = Replica(
+                self.config,
+                i,
+                signers[i],
+                KVStore(max_result_bytes=base.max_reply_bytes - 16),
+                client_keys,
+            )
             if plan.byzantine_replica == i:
-                self.replicas[i] = ByzantineReplica(rep, plan.byzantine_behaviour, random.Random(self.rng_byz.getrandbits(64)), plan.silent_from_ns, plan.silent_until_ns)
+                self.replicas[i] = ByzantineReplica(
+                    rep,
+                    plan.byzantine_behaviour,
+                    random.Random(self.rng_byz.getrandbits(64)),
+                    plan.silent_from_ns,
+                    plan.silent_until_ns,
+                )
             else:
                 self.replicas[i] = rep
                 self.correct.add(i)
@@ -164,29 +192,28 @@ class Simulation:
         correct = r in self.correct
         src = ("R", r)
         for a in node.take_actions():
-            t = type(a)
-            if t is Send:
+            if isinstance(a, Send):
                 for dst in a.targets:
                     self._send(src, ("R", dst), a.frame)
-            elif t is SendClient:
+            elif isinstance(a, SendClient):
                 if a.client_id in self.clients or a.client_id in self.byz_clients:
                     self._send(src, ("C", a.client_id), a.frame)
-            elif t is SendMemnode:
+            elif isinstance(a, SendMemnode):
                 self._send(src, ("M", a.node), a.frame)
-            elif t is SetTimer:
+            elif isinstance(a, SetTimer):
                 self._push(a.at_ns, _TIMER, src, a.key)
             elif not correct:
                 continue
-            elif t is Decided:
+            elif isinstance(a, Decided):
                 self.agreement.on_decided(r, a)
                 if r == 0:
                     self.decisions_at_leader.append((self.now, a.fast))
-            elif t is Delivered:
+            elif isinstance(a, Delivered):
                 self.agreement.on_delivered(r, a)
-            elif t is Executed:
+            elif isinstance(a, Executed):
                 self.agreement.on_executed(r, a)
                 self.validity.on_executed(r, a)
-            elif t is ReportEvidence:
+            elif isinstance(a, ReportEvidence):
                 self.evidence.on_evidence(r, a)
                 if a.is_client:
                     self.client_evidence += 1
@@ -359,7 +386,9 @@ class Simulation:
             for x, result in client.results.items():
                 executed = self.agreement.results.get((cid, x))
                 if executed is not None and executed != result:
-                    res.violations.append(f"client {cid} accepted a result for #{x} that no correct replica produced")
+                    res.violations.append(
+                        f"client {cid} accepted a result for #{x} that no correct replica produced"
+                    )
         verdict = check_linearizable(res.history)
         res.linearizable = verdict.ok
         if not verdict.ok:
@@ -369,7 +398,9 @@ class Simulation:
             if not stuck:
                 stuck = {cid: b.rounds for cid, b in self.byz_clients.items() if b.rounds}
             res.violations.append(f"liveness: requests unanswered after healing: {stuck}")
-        res.requests_issued = sum(c.completed + (1 if c.current else 0) for c in self.clients.values())
+        res.requests_issued = sum(
+            c.completed + (1 if c.current else 0) for c in self.clients.values()
+        )
         res.requests_completed = sum(c.completed for c in self.clients.values())
         res.decisions_fast = sum(1 for fast in self.agreement.fast.values() if fast)
         res.decisions_slow = sum(1 for fast in self.agreement.fast.values() if not fast)
