@@ -72,8 +72,8 @@ class _Slot:
         "pending_sig",
         "reads_left",
         "ready",
-        "requested",
         "sig",
+        "timeouts",
         "writing",
     )
 
@@ -86,7 +86,7 @@ class _Slot:
         self.writing = False
         self.reads_left: set[int] | None = None
         self.ready = False
-        self.requested = False
+        self.timeouts = 0  # fast-path timeouts so far: later ones back off
 
     def digest(self) -> bytes:
         d = self.d
@@ -286,16 +286,14 @@ class CtbReceiver:
         if slot is None or slot.ready or self.faulty or k < self.k_d:
             return
         ctx = self.ctx
-        if (
-            slot.sig is None
-            and ctx.now_ns - self.last_request_ns >= ctx.params.fast_path_timeout_ns
-        ):
+        timeout = ctx.params.fast_path_timeout_ns
+        if slot.sig is None and ctx.now_ns - self.last_request_ns >= timeout:
             # one request covers every index from k_d on: ask at most once per timeout
             self.last_request_ns = ctx.now_ns
             ctx.send((self.b,), CtbSigRequest(self.b, self.k_d))
-        self.ctx.set_timer(
-            TimerKey(TimerKind.FAST_PATH, self.b, k), self.ctx.params.fast_path_timeout_ns
-        )
+        # a slot stuck behind a silent or garbling broadcaster backs off (up to 16x)
+        slot.timeouts += 1
+        ctx.set_timer(TimerKey(TimerKind.FAST_PATH, self.b, k), timeout << min(slot.timeouts, 4))
 
     # ------------------------------------------------------------------ delivery, tail
 
