@@ -13,7 +13,7 @@ import struct
 from collections import deque
 from dataclasses import dataclass, field
 
-from .actions import Decided, Executed, ReportEvidence, SendClient, TimerKey, TimerKind
+from .actions import Decided, Executed, SendClient, TimerKey, TimerKind
 from .app import Application
 from .codec import decode_payload, encode, encode_batch, encode_payload
 from .config import SlowPathMode
@@ -103,6 +103,7 @@ class Consensus:
         self.stable_snapshot: tuple[int, bytes] | None = None
         self.streams = {r: _Stream() for r in ctx.members}
         self.waiting_requests: dict[tuple[int, int], set[int]] = {}
+        self.last_sync_answer_ns: dict[int, int] = {}  # peer -> when we last answered its Sync
         # leader side
         self.ready: deque[tuple[int, int]] = deque()
         self.next_propose = self.low
@@ -113,8 +114,7 @@ class Consensus:
     # ================================================================== helpers
 
     def _evidence(self, peer: int, reason: str) -> None:
-        self.ctx.evidence.add(peer, reason)
-        self.ctx.outbox.append(ReportEvidence(peer, reason))
+        self.ctx.report(peer, reason)
 
     def _get(self, i: int) -> _Inst | None:
         """Instance state for i if i lies in the window above the stable checkpoint."""
@@ -680,8 +680,13 @@ class Consensus:
         self.recheck_clock()
 
     def on_sync(self, sender: int, msg: Sync) -> None:
-        """A peer reports where it is: resend it our votes for instances it has not executed."""
+        """A peer reports where it is: resend it our votes for instances it has not executed.
+        At most once per half sync interval per peer, so a faulty peer cannot make us flood."""
         ctx = self.ctx
+        last = self.last_sync_answer_ns.get(sender)
+        if last is not None and ctx.now_ns - last < ctx.params.sync_interval_ns // 2:
+            return
+        self.last_sync_answer_ns[sender] = ctx.now_ns
         old = ctx.now_ns - ctx.params.sync_interval_ns // 2
         self.ctb.broadcaster.resend(sender, msg.next_k, with_sigs=False, sent_before_ns=old)
         to = (sender,)

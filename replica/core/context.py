@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .actions import Action, Send, SetTimer, TimerKey
+from .actions import Action, ReportEvidence, Send, SetTimer, TimerKey
 from .codec import encode
 from .config import ClusterConfig
 from .crypto import Signer, Verifier
@@ -53,6 +53,11 @@ class Context:
 
     def send_all(self, msg: Message) -> None:
         self.send(self.others, msg)
+
+    def report(self, peer: int, reason: str, is_client: bool = False) -> None:
+        """Record evidence against a peer and report it (log line + metric in the runtime)."""
+        self.evidence.add(peer + (1 << 32) if is_client else peer, reason)
+        self.outbox.append(ReportEvidence(peer, reason, is_client))
 
     def set_timer(self, key: TimerKey, after_ns: int) -> None:
         self.outbox.append(SetTimer(key, self.now_ns + after_ns))

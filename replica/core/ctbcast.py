@@ -19,7 +19,7 @@ from typing import Protocol
 from ubft.memnode.layout import RegisterAddress, pack_ctb_value, unpack_ctb_value
 from ubft.memnode.register import ReadDone, RegisterClient, WriteDone
 
-from .actions import Delivered, ReportEvidence, TimerKey, TimerKind
+from .actions import Delivered, TimerKey, TimerKind
 from .config import SlowPathMode
 from .context import Context
 from .crypto import Tag, digest, statement
@@ -143,8 +143,7 @@ class CtbReceiver:
         return slot
 
     def _evidence(self, reason: str) -> None:
-        self.ctx.evidence.add(self.b, reason)
-        self.ctx.outbox.append(ReportEvidence(self.b, reason))
+        self.ctx.report(self.b, reason)
 
     # ------------------------------------------------------------------ fast path
 
@@ -328,12 +327,11 @@ class CtbReceiver:
             return
         ctx = self.ctx
         if msg.c % ctx.params.ctb_checkpoint_interval:
-            ctx.evidence.add(sender, "ctbckpt.bad_index")
+            ctx.report(sender, "ctbckpt.bad_index")
             return
         stmt = statement(Tag.CTB_CKPT, ctx.cluster, ctx.epoch, self.b, msg.c, digest(msg.summary))
         if not verify_certificate(ctx, msg.cert, stmt):
-            ctx.evidence.add(sender, "ctbckpt.bad_certificate")
-            ctx.outbox.append(ReportEvidence(sender, "ctbckpt.bad_certificate"))
+            ctx.report(sender, "ctbckpt.bad_certificate")
             return
         self.cert_c = msg.c
         self.cert = msg
@@ -448,13 +446,11 @@ class CtbBroadcaster:
         if c <= self.cert_c:
             return
         if c % ctx.params.ctb_checkpoint_interval or c > self.next_k:
-            ctx.evidence.add(sender, "ctbckpt.bad_share")
-            ctx.outbox.append(ReportEvidence(sender, "ctbckpt.bad_share"))
+            ctx.report(sender, "ctbckpt.bad_share")
             return
         stmt = statement(Tag.CTB_CKPT, ctx.cluster, ctx.epoch, ctx.me, c, msg.digest)
         if not ctx.verifier.verify(sender, stmt, msg.sig):
-            ctx.evidence.add(sender, "ctbckpt.bad_signature")
-            ctx.outbox.append(ReportEvidence(sender, "ctbckpt.bad_signature"))
+            ctx.report(sender, "ctbckpt.bad_signature")
             return
         self.shares.setdefault(c, {})[sender] = (msg.digest, msg.sig)
         self._try_certify(c)
@@ -594,8 +590,7 @@ class CtbCast:
             )
         )
         if not ok:
-            ctx.evidence.add(sender, "ctb.bad_equivocation_proof")
-            ctx.outbox.append(ReportEvidence(sender, "ctb.bad_equivocation_proof"))
+            ctx.report(sender, "ctb.bad_equivocation_proof")
             return
         rx.found_proof(proof, forward=False)
 

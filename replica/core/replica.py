@@ -185,11 +185,8 @@ class Replica:
     # ------------------------------------------------------------------ internals
 
     def _bad_frame(self, peer: int, reason: str, is_client: bool = False) -> None:
-        from .actions import ReportEvidence
-
         self.rejected_frames += 1
-        self.ctx.evidence.add(peer + (1 << 32 if is_client else 0), reason)
-        self.ctx.outbox.append(ReportEvidence(peer, reason, is_client))
+        self.ctx.report(peer, reason, is_client)
 
     def _pending(self) -> bool:
         return self.ctb.pending() or self.consensus.pending() or self.regs.pending_ops() > 0
