@@ -9,12 +9,12 @@ SealView / NewView needs.
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 from dataclasses import dataclass, field
 
 from .actions import Decided, Executed, SendClient, TimerKey, TimerKind
 from .app import Application
+from .checkpoint import CheckpointTracker
 from .codec import decode_payload, encode, encode_batch, encode_payload
 from .config import SlowPathMode
 from .context import Context
@@ -23,6 +23,7 @@ from .ctbcast import CtbCast
 from .errors import DecodeError
 from .messages import (
     Batch,
+    Certificate,
     Checkpoint,
     CkptShare,
     Commit,
@@ -40,9 +41,7 @@ from .messages import (
 )
 from .quorum import certificate_from_shares, verify_certificate
 from .request_log import OUT_OF_WINDOW, RequestLog
-
-_SUMMARY_HEAD = struct.Struct(">QqQ32sqqqI")
-_SUMMARY_COMMIT = struct.Struct(">QQ32s")
+from .stream import Stream, decode_summary, encode_summary
 
 
 @dataclass(slots=True)
@@ -65,19 +64,6 @@ class _Inst:
     accepted_ns: int = 0
 
 
-@dataclass(slots=True)
-class _Stream:
-    """What a broadcaster's delivered CTBcast stream says, for its CTBcast summary."""
-
-    seal_view: int = -1
-    ckpt_c: int = 0
-    ckpt_digest: bytes = bytes(32)
-    prep_view: int = -1
-    prep_instance: int = -1
-    fresh_ts: int = -1
-    commits: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # i -> (view, digest)
-
-
 class Consensus:
     def __init__(self, ctx: Context, ctb: CtbCast, app: Application, log: RequestLog) -> None:
         self.ctx = ctx
@@ -96,12 +82,8 @@ class Consensus:
         self.decided: dict[int, Batch] = {}
         self.exec_next = self.low
         self.app_clock = 0
-        self.stable_c = self.low
-        self.last_ctb_ckpt = self.low  # last checkpoint this replica CTBcast
-        self.ckpt_shares: dict[int, dict[int, tuple[bytes, bytes]]] = {}
-        self.own_ckpt: dict[int, bytes] = {}  # c -> snapshot digest computed here
-        self.stable_snapshot: tuple[int, bytes] | None = None
-        self.streams = {r: _Stream() for r in ctx.members}
+        self.ckpt = CheckpointTracker(ctx, self.low)
+        self.streams = {r: Stream() for r in ctx.members}
         self.waiting_requests: dict[tuple[int, int], set[int]] = {}
         self.last_sync_answer_ns: dict[int, int] = {}  # peer -> when we last answered its Sync
         # leader side
@@ -118,12 +100,16 @@ class Consensus:
 
     def _get(self, i: int) -> _Inst | None:
         """Instance state for i if i lies in the window above the stable checkpoint."""
-        if i < self.stable_c or i >= self.stable_c + 2 * self.window:
+        if i < self.ckpt.stable_c or i >= self.ckpt.stable_c + 2 * self.window:
             return None
         inst = self.inst.get(i)
         if inst is None:
             inst = self.inst[i] = _Inst()
         return inst
+
+    @property
+    def stable_c(self) -> int:
+        return self.ckpt.stable_c
 
     def is_leader(self) -> bool:
         return self.leader == self.ctx.me
@@ -146,45 +132,26 @@ class Consensus:
             self._on_seal_view(b, payload)
 
     def ctb_summary(self, b: int, c: int) -> bytes:
-        s = self.streams[b]
-        commits = sorted(s.commits.items())
-        out = [
-            _SUMMARY_HEAD.pack(
-                c,
-                s.seal_view,
-                s.ckpt_c,
-                s.ckpt_digest,
-                s.prep_view,
-                s.prep_instance,
-                s.fresh_ts,
-                len(commits),
-            )
-        ]
-        out.extend(_SUMMARY_COMMIT.pack(i, v, d) for i, (v, d) in commits)
-        return b"".join(out)
+        return encode_summary(c, self.streams[b])
 
     def adopt_ctb_summary(self, b: int, c: int, summary: bytes) -> None:
-        head = _SUMMARY_HEAD.size
-        if len(summary) < head:
-            return
-        cc, seal, ck_c, ck_d, pv, pi, ts, count = _SUMMARY_HEAD.unpack_from(summary)
-        if len(summary) != head + count * _SUMMARY_COMMIT.size or cc != c:
-            return
-        s = self.streams[b]
-        s.seal_view, s.ckpt_c, s.ckpt_digest = seal, ck_c, ck_d
-        s.prep_view, s.prep_instance, s.fresh_ts = pv, pi, ts
-        s.commits = {}
-        for j in range(count):
-            i, v, d = _SUMMARY_COMMIT.unpack_from(summary, head + j * _SUMMARY_COMMIT.size)
-            s.commits[i] = (v, d)
+        s = decode_summary(c, summary)
+        if s is None:
+            return  # certified by f+1, so a correct replica built it: cannot happen
+        self.streams[b] = s
+        for i, (v, d) in sorted(s.commits.items()):
             inst = self._get(i)
             if inst is not None and v == self.view:
                 inst.commits.setdefault(b, d)
                 self._try_decide_commits(i, inst)
-        if b == self.leader and pv == self.view and pi + 1 > self.next_prepare:
-            # Prepares up to pi are summarised away; their instances decide through Commits.
-            self.next_prepare = pi + 1
-            self.last_fresh_ts = max(self.last_fresh_ts, ts)
+        if (
+            b == self.leader
+            and s.prep_view == self.view
+            and s.prep_instance + 1 > self.next_prepare
+        ):
+            # Prepares up to prep_instance are summarised away; they decide through Commits.
+            self.next_prepare = s.prep_instance + 1
+            self.last_fresh_ts = max(self.last_fresh_ts, s.fresh_ts)
 
     # ================================================================== Prepare and fast path
 
@@ -202,7 +169,7 @@ class Consensus:
         self.next_prepare = i + 1
         s = self.streams[sender]
         s.prep_view, s.prep_instance = p.view, i
-        if i < self.stable_c:
+        if i < self.ckpt.stable_c:
             return
         if i >= max(self.low, s.ckpt_c) + self.window:
             self._evidence(sender, "prepare.beyond_window")
@@ -360,7 +327,7 @@ class Consensus:
     def _try_certificate(self, i: int, inst: _Inst) -> None:
         if not inst.accepted or inst.commit_sent:
             return
-        if i >= self.last_ctb_ckpt + self.window:
+        if i >= self.ckpt.last_ctb_ckpt + self.window:
             return  # section 4: Commit only below the last CTBcast checkpoint + window
         shares = {r: sig for r, (d, sig) in inst.shares.items() if d == inst.digest}
         cert = certificate_from_shares(shares, self.ctx.f + 1)
@@ -474,72 +441,44 @@ class Consensus:
         )
 
     def _take_checkpoint(self, c: int) -> None:
-        ctx = self.ctx
         d = digest(self.snapshot_bytes())
-        self.own_ckpt[c] = d
-        sig = ctx.signer.sign(Tag.CKPT, ctx.cluster, ctx.epoch, c, d)
-        self.ckpt_shares.setdefault(c, {})[ctx.me] = (d, sig)
-        ctx.send_all(CkptShare(c, d, sig))
-        self._try_stable(c)
+        cert = self.ckpt.take(c, d)
+        if cert is not None:
+            self._stable(c, d, cert)
 
     def on_ckpt_share(self, sender: int, msg: CkptShare) -> None:
-        c = msg.c
-        if c <= self.stable_c or c % self.interval or c > self.exec_next + self.window:
-            return
-        ctx = self.ctx
-        if not ctx.verifier.verify(
-            sender, statement(Tag.CKPT, ctx.cluster, ctx.epoch, c, msg.digest), msg.sig
-        ):
-            self._evidence(sender, "ckpt.bad_signature")
-            return
-        self.ckpt_shares.setdefault(c, {})[sender] = (msg.digest, msg.sig)
-        self._try_stable(c)
+        cert = self.ckpt.on_share(sender, msg, self.exec_next)
+        if cert is not None:
+            self._stable(msg.c, msg.digest, cert)
 
-    def _try_stable(self, c: int) -> None:
-        own = self.own_ckpt.get(c)
-        if own is None or c <= self.stable_c:
-            return
-        shares = {r: sig for r, (d, sig) in self.ckpt_shares.get(c, {}).items() if d == own}
-        cert = certificate_from_shares(shares, self.ctx.f + 1)
-        if cert is None:
-            return
-        self._become_stable(c, own)
-        if c > self.last_ctb_ckpt:
-            self.last_ctb_ckpt = c
-            self.ctb.broadcaster.broadcast(encode_payload(Checkpoint(c, own, cert)))
-
-    def _become_stable(self, c: int, d: bytes) -> None:
-        self.stable_c = c
-        self.stable_snapshot = (c, d)
-        for i in [i for i in self.inst if i < c]:
-            del self.inst[i]
-        for x in [x for x in self.ckpt_shares if x <= c]:
-            del self.ckpt_shares[x]
-        for x in [x for x in self.own_ckpt if x < c]:
-            del self.own_ckpt[x]
-        for key in [k for k, v in self.waiting_requests.items() if all(i < c for i in v)]:
-            del self.waiting_requests[key]
+    def _stable(self, c: int, d: bytes, cert: Certificate) -> None:
+        """c is stable here: release what lies below it, then CTBcast Checkpoint{c} (once)."""
+        if c > self.ckpt.stable_c:
+            self.ckpt.mark_stable(c, d)
+            for i in [i for i in self.inst if i < c]:
+                del self.inst[i]
+            for key in [k for k, v in self.waiting_requests.items() if all(i < c for i in v)]:
+                del self.waiting_requests[key]
+        if self.ckpt.claim_ctbcast(c):
+            self.ctb.broadcaster.broadcast(encode_payload(Checkpoint(c, d, cert)))
 
     def _on_checkpoint(self, sender: int, cp: Checkpoint) -> None:
         ctx = self.ctx
         s = self.streams[sender]
-        if cp.c <= s.ckpt_c or cp.c % self.interval:
-            if cp.c % self.interval:
-                self._evidence(sender, "checkpoint.bad_index")
+        if cp.c % self.interval:
+            self._evidence(sender, "checkpoint.bad_index")
             return
-        if not verify_certificate(
-            ctx, cp.cert, statement(Tag.CKPT, ctx.cluster, ctx.epoch, cp.c, cp.digest)
-        ):
+        if cp.c <= s.ckpt_c:
+            return
+        stmt = statement(Tag.CKPT, ctx.cluster, ctx.epoch, cp.c, cp.digest)
+        if not verify_certificate(ctx, cp.cert, stmt):
             self._evidence(sender, "checkpoint.bad_certificate")
             return
         s.ckpt_c, s.ckpt_digest = cp.c, cp.digest
         for i in [i for i in s.commits if i < cp.c]:
             del s.commits[i]
-        if cp.c > self.stable_c and self.own_ckpt.get(cp.c) == cp.digest:
-            self._become_stable(cp.c, cp.digest)
-            if cp.c > self.last_ctb_ckpt:
-                self.last_ctb_ckpt = cp.c
-                self.ctb.broadcaster.broadcast(encode_payload(Checkpoint(cp.c, cp.digest, cp.cert)))
+        if cp.c > self.ckpt.stable_c and self.ckpt.own.get(cp.c) == cp.digest:
+            self._stable(cp.c, cp.digest, cp.cert)
         # A certified checkpoint beyond exec_next needs state transfer (resilience issue).
 
     def _on_seal_view(self, sender: int, sv: SealView) -> None:
@@ -623,7 +562,7 @@ class Consensus:
         while (
             self.ready
             and self.inflight < p.inflight_max
-            and self.next_propose < self.last_ctb_ckpt + self.window
+            and self.next_propose < self.ckpt.last_ctb_ckpt + self.window
         ):
             entries: list[Entry] = []
             while self.ready and len(entries) < p.batch_max:
@@ -649,13 +588,13 @@ class Consensus:
             return True
         if any(not inst.decided and (inst.accepted or inst.waiting) for inst in self.inst.values()):
             return True
-        if any(c > self.stable_c for c in self.own_ckpt):
+        if self.ckpt.pending():
             return True
         return any(e.pending for e in self.log.clients.values())
 
     def sync_status(self, peer: int) -> Sync:
         rx = self.ctb.receivers[peer]
-        return Sync(rx.k_d, rx.cert_c, self.exec_next, self.stable_c)
+        return Sync(rx.k_d, rx.cert_c, self.exec_next, self.ckpt.stable_c)
 
     def on_sync_tick(self) -> None:
         """Resend what may have been lost: request echoes, undecided votes, checkpoint shares."""
@@ -672,11 +611,8 @@ class Consensus:
                         )
                     else:
                         ctx.send((self.leader,), RequestEcho(cid, x, req.digest))
-        for c, d in self.own_ckpt.items():
-            if c > self.stable_c:
-                share = self.ckpt_shares.get(c, {}).get(ctx.me)
-                if share is not None:
-                    ctx.send_all(CkptShare(c, d, share[1]))
+        for share in self.ckpt.own_shares(above=self.ckpt.stable_c):
+            ctx.send_all(share)
         self.recheck_clock()
 
     def on_sync(self, sender: int, msg: Sync) -> None:
@@ -697,14 +633,11 @@ class Consensus:
                 ctx.send(to, Promise(self.view, i))
             if inst.fc_sent:
                 ctx.send(to, FastCommit(self.view, i))
-            share = inst.shares.get(ctx.me)
-            if share is not None:
-                ctx.send(to, PrepShare(self.view, i, share[0], share[1]))
-        for c, d in self.own_ckpt.items():
-            if c > msg.stable_c:
-                share = self.ckpt_shares.get(c, {}).get(ctx.me)
-                if share is not None:
-                    ctx.send(to, CkptShare(c, d, share[1]))
+            mine = inst.shares.get(ctx.me)
+            if mine is not None:
+                ctx.send(to, PrepShare(self.view, i, mine[0], mine[1]))
+        for share in self.ckpt.own_shares(above=msg.stable_c):
+            ctx.send(to, share)
 
     def footprint(self) -> dict[str, int]:
         return {
@@ -714,8 +647,7 @@ class Consensus:
                 for x in self.inst.values()
             ),
             "decided_unexecuted": len(self.decided),
-            "checkpoint_shares": sum(len(v) for v in self.ckpt_shares.values())
-            + len(self.own_ckpt),
+            "checkpoint_shares": self.ckpt.footprint(),
             "stream_commits": sum(len(s.commits) for s in self.streams.values()),
             "waiting_requests": len(self.waiting_requests),
             "ready": len(self.ready),
