@@ -155,3 +155,22 @@ def test_history_dir_verdict_matches_the_simulator(tmp_path) -> None:  # type: i
         ops = read_jsonl(path)
         assert ops, path
         assert check(ops).ok == (not any("linearizability" in v for v in summary["violations"]))
+
+
+def test_bounded_memory_when_a_correct_follower_cannot_send() -> None:
+    """R2 receives everything but its frames to replicas are lost: its own CTBcast stream gets
+    no checkpoint certificates, so its tail fills; what it still has to CTBcast (Commits,
+    Checkpoints) must stay bounded instead of queueing one entry per decided instance."""
+    params = ProtocolParams(tail=8, window=16, inflight_max=4)
+    plan = FaultPlan("one_way", clients=4, ops_per_client=60, safety_phase_ns=10**13, liveness_bound_ns=0)
+    sim = Simulation(5, plan, params=params)
+    for other in (0, 1):
+        sim.net.partition(("R", 2), ("R", other), both=False)
+    res = sim.run()
+    assert res.violations == []
+    assert res.requests_completed == 240
+    assert 2 in sim.correct
+    bounds = footprint_bounds(params, 3, 4, 3)
+    fp = sim.replicas[2].footprint()
+    assert fp["ctbcast"] <= bounds["ctbcast"], fp
+    assert sim.replicas[2].consensus.exec_next > 3 * params.window, "R2 kept executing"

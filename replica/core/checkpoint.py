@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .context import Context
 from .crypto import Tag, statement
-from .messages import Certificate, CkptShare
+from .messages import Certificate, Checkpoint, CkptShare
 from .quorum import certificate_from_shares
 
 
@@ -19,6 +19,7 @@ class CheckpointTracker:
         "shares",
         "stable_c",
         "stable_snapshot",
+        "to_ctbcast",
         "window",
     )
 
@@ -28,7 +29,8 @@ class CheckpointTracker:
         self.window = ctx.params.window
         self.stable_c = low
         self.stable_snapshot: tuple[int, bytes] | None = None
-        self.last_ctb_ckpt = low  # last checkpoint this replica CTBcast
+        self.last_ctb_ckpt = low  # last checkpoint this replica CTBcast (sent, not queued)
+        self.to_ctbcast: Checkpoint | None = None  # stable, waiting for room in our tail
         self.own: dict[int, bytes] = {}  # c -> snapshot digest computed here
         self.shares: dict[int, dict[int, tuple[bytes, bytes]]] = {}  # c -> signer -> (d, sig)
 
@@ -71,12 +73,19 @@ class CheckpointTracker:
         for x in [x for x in self.own if x < c]:
             del self.own[x]
 
-    def claim_ctbcast(self, c: int) -> bool:
-        """True once per checkpoint above the last one we CTBcast: the caller CTBcasts it."""
-        if c <= self.last_ctb_ckpt:
-            return False
-        self.last_ctb_ckpt = c
-        return True
+    def offer_ctbcast(self, c: int, d: bytes, cert: Certificate) -> None:
+        """A stable checkpoint to CTBcast; a newer one replaces one still waiting."""
+        if c > self.last_ctb_ckpt and (self.to_ctbcast is None or c > self.to_ctbcast.c):
+            self.to_ctbcast = Checkpoint(c, d, cert)
+
+    def take_ctbcast(self) -> Checkpoint | None:
+        """The checkpoint to CTBcast now, if any; the caller sends it at once."""
+        cp = self.to_ctbcast
+        if cp is None:
+            return None
+        self.to_ctbcast = None
+        self.last_ctb_ckpt = cp.c
+        return cp
 
     def own_shares(self, above: int) -> list[CkptShare]:
         """Our shares for the checkpoints above ``above`` that we still hold."""
@@ -89,7 +98,7 @@ class CheckpointTracker:
         return out
 
     def pending(self) -> bool:
-        return any(c > self.stable_c for c in self.own)
+        return self.to_ctbcast is not None or any(c > self.stable_c for c in self.own)
 
     def footprint(self) -> int:
         return sum(len(v) for v in self.shares.values()) + len(self.own)

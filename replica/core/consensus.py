@@ -459,8 +459,21 @@ class Consensus:
                 del self.inst[i]
             for key in [k for k, v in self.waiting_requests.items() if all(i < c for i in v)]:
                 del self.waiting_requests[key]
-        if self.ckpt.claim_ctbcast(c):
-            self.ctb.broadcaster.broadcast(encode_payload(Checkpoint(c, d, cert)))
+        self.ckpt.offer_ctbcast(c, d, cert)
+        self.flush_checkpoint()
+
+    def flush_checkpoint(self) -> None:
+        """CTBcast the latest stable checkpoint once our tail has room for it. Until then it is
+        not "the last checkpoint we CTBcast" (section 4), so Commits and Prepares stay within
+        a window of the previous one and the broadcaster's queue stays bounded."""
+        if self.ckpt.to_ctbcast is None or not self.ctb.broadcaster.has_room():
+            return
+        cp = self.ckpt.take_ctbcast()
+        assert cp is not None
+        self.ctb.broadcaster.broadcast(encode_payload(cp))
+        for i, inst in sorted(self.inst.items()):
+            if inst.accepted and not inst.commit_sent:
+                self._try_certificate(i, inst)  # may have waited for this checkpoint
 
     def _on_checkpoint(self, sender: int, cp: Checkpoint) -> None:
         ctx = self.ctx

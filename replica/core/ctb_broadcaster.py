@@ -52,6 +52,10 @@ class CtbBroadcaster:
         ctx = self.ctx
         return ctx.params.slow_path_mode is SlowPathMode.ALWAYS or ctx.now_ns < self.sign_until_ns
 
+    def has_room(self) -> bool:
+        """A broadcast now would be sent at once, not queued behind the tail bound."""
+        return not self.queue and self.next_k < self.cert_c + self.ctx.params.tail
+
     def broadcast(self, m: bytes) -> None:
         if self.queue or self.next_k >= self.cert_c + self.ctx.params.tail:
             self.queue.append(m)

@@ -196,6 +196,10 @@ class Replica:
         bc = self.ctb.broadcaster
         while bc.self_deliveries:
             bc.drain_self()
+        if self.consensus.ckpt.to_ctbcast is not None:
+            self.consensus.flush_checkpoint()
+            while bc.self_deliveries:
+                bc.drain_self()
         out = self.regs.take_outgoing()
         if out:
             epoch = ctx.epoch
