@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ubft.replica.core.actions import Decided, Delivered, Executed, ReportEvidence
 from ubft.replica.core.config import ProtocolParams
+from ubft.replica.core.crypto import digest
 from ubft.replica.sim.checkers import (
     Agreement,
     BoundedMemory,
@@ -46,11 +47,11 @@ def test_exactly_once_flags_double_execution_and_moved_instance() -> None:
 
 def test_validity_flags_payload_never_sent() -> None:
     v = Validity()
-    v.issue(100, 1, D1)
-    v.on_executed(0, Executed(1, 100, 1, D1, b"ok"))
+    v.issue(100, 1, digest(b"SET x 1"))
+    v.on_executed(0, Executed(1, 100, 1, b"SET x 1", b"ok"))
     assert v.violations == []
-    v.on_executed(0, Executed(1, 100, 1, D2, b"ok"))
-    v.on_executed(0, Executed(1, 999, 1, D1, b"ok"))
+    v.on_executed(0, Executed(1, 100, 1, b"SET x 2", b"ok"))
+    v.on_executed(0, Executed(1, 999, 1, b"SET x 1", b"ok"))
     assert len(v.violations) == 2
 
 

@@ -58,6 +58,7 @@ from ubft.replica.core.messages import (
     Reply,
     Request,
     RequestEcho,
+    RequestEchoes,
     RequestForward,
     SealView,
     Sync,
@@ -121,6 +122,8 @@ MESSAGES: list[Message] = [
     PrepShare(1, 5, BATCH_DIGEST, _sign(2, Tag.PREP, 1, 5, BATCH_DIGEST)),
     CkptShare(128, CKPT_DIGEST, _sign(1, Tag.CKPT, 128, CKPT_DIGEST)),
     RequestEcho(7, 41, digest(REQ_PAYLOAD)),
+    RequestEchoes((RequestEcho(7, 41, digest(REQ_PAYLOAD)), RequestEcho(8, 1, bytes(32)))),
+    RequestEchoes(()),
     RequestForward(REQUEST),
     RequestForward(Request(8, 1, b"get k1")),
     Equivocation(
@@ -209,6 +212,7 @@ _KIND_OF: dict[type, int] = {
     PrepShare: MsgKind.PREP_SHARE,
     CkptShare: MsgKind.CKPT_SHARE,
     RequestEcho: MsgKind.REQUEST_ECHO,
+    RequestEchoes: MsgKind.REQUEST_ECHOES,
     RequestForward: MsgKind.REQUEST_FORWARD,
     Equivocation: MsgKind.EQUIVOCATION,
     Sync: MsgKind.SYNC,
@@ -304,7 +308,7 @@ SIG = bytes(range(64))
         (_frame(7, bytes(16), version=0), "frame.bad_version"),
         (_frame(7, bytes(16), version=2), "frame.bad_version"),
         (_frame(0, b""), "frame.unknown_kind"),
-        (_frame(15, b""), "frame.unknown_kind"),
+        (_frame(16, b""), "frame.unknown_kind"),
         (_frame(255, bytes(16)), "frame.unknown_kind"),
         (_frame(7, bytes(15)), "body.truncated"),
         (_frame(7, bytes(17)), "body.trailing_bytes"),
@@ -587,6 +591,9 @@ MESSAGE_STRATEGIES: dict[type, st.SearchStrategy[typing.Any]] = {
     PrepShare: st.builds(PrepShare, U64, U64, D32, S64),
     CkptShare: st.builds(CkptShare, U64, D32, S64),
     RequestEcho: st.builds(RequestEcho, U32, U64, D32),
+    RequestEchoes: st.builds(
+        RequestEchoes, st.lists(st.builds(RequestEcho, U32, U64, D32), max_size=5).map(tuple)
+    ),
     RequestForward: st.builds(RequestForward, REQUESTS),
     Equivocation: st.builds(Equivocation, U16, U64, D32, S64, D32, S64),
     Sync: st.builds(Sync, U64, U64, U64, U64),

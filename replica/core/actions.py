@@ -75,7 +75,7 @@ class Executed(NamedTuple):
     instance: int
     client_id: int
     request_id: int
-    payload_digest: bytes
+    payload: bytes  # the executed command (digest it only where needed: observers)
     result: bytes
 
 

@@ -33,6 +33,7 @@ Bodies (replica <-> replica)::
     PREP_SHARE       view u64 | instance u64 | digest d32 | sig s64
     CKPT_SHARE       c u64 | digest d32 | sig s64
     REQUEST_ECHO     client_id u32 | request_id u64 | digest d32
+    REQUEST_ECHOES   count u16 | count x (client_id u32 | request_id u64 | digest d32)
     REQUEST_FORWARD  REQ
     EQUIVOCATION     b u16 | k u64 | digest1 d32 | sig1 s64 | digest2 d32 | sig2 s64
     SYNC             next_k u64 | cert_c u64 | exec_next u64 | stable_c u64
@@ -131,6 +132,7 @@ from .messages import (
     Reply,
     Request,
     RequestEcho,
+    RequestEchoes,
     RequestForward,
     SealView,
     Sync,
@@ -214,6 +216,7 @@ _K_REQUEST_ECHO = int(MsgKind.REQUEST_ECHO)
 _K_REQUEST_FORWARD = int(MsgKind.REQUEST_FORWARD)
 _K_EQUIVOCATION = int(MsgKind.EQUIVOCATION)
 _K_SYNC = int(MsgKind.SYNC)
+_K_REQUEST_ECHOES = int(MsgKind.REQUEST_ECHOES)
 _K_REQUEST = int(MsgKind.REQUEST)
 _K_REPLY = int(MsgKind.REPLY)
 _K_MEM_READ = int(MsgKind.MEM_READ)
@@ -516,6 +519,40 @@ def _e_equivocation(m: Equivocation, epoch: int) -> bytes:
     )
 
 
+MAX_ECHOES: Final = 4096
+_ECHOES_HEAD = struct.Struct(">IBBIH")
+
+
+def _e_request_echoes(m: RequestEchoes, epoch: int) -> bytes:
+    count = len(m.echoes)
+    if count > MAX_ECHOES:
+        raise ValueError(f"RequestEchoes carries at most {MAX_ECHOES} echoes, not {count}")
+    pack = _B_REQUEST_ECHO.pack
+    body = b"".join(
+        pack(e.client_id, e.request_id, _sized(e.digest, DIGEST_BYTES, "RequestEcho.digest"))
+        for e in m.echoes
+    )
+    return (
+        _ECHOES_HEAD.pack(_ECHOES_HEAD.size - 4 + len(body), _V, _K_REQUEST_ECHOES, epoch, count)
+        + body
+    )
+
+
+def _d_request_echoes(frame: bytes, n: int) -> RequestEchoes:
+    head = _ECHOES_HEAD.size
+    if n < head:
+        raise DecodeError(_ERR_TRUNCATED)
+    count = _ECHOES_HEAD.unpack_from(frame)[4]
+    if count > MAX_ECHOES:
+        raise DecodeError("field.too_long")
+    end = head + count * _B_REQUEST_ECHO.size
+    if end != n:
+        raise _end_error(end, n)
+    return RequestEchoes(
+        tuple(RequestEcho(c, r, d) for c, r, d in _B_REQUEST_ECHO.iter_unpack(frame[head:end]))
+    )
+
+
 def _e_sync(m: Sync, epoch: int) -> bytes:
     s = _F_SYNC
     return s.pack(s.size - 4, _V, _K_SYNC, epoch, m.next_k, m.cert_c, m.exec_next, m.stable_c)
@@ -594,6 +631,7 @@ _ENCODERS: dict[type, Callable[[Any, int], bytes]] = {
     PrepShare: _e_prep_share,
     CkptShare: _e_ckpt_share,
     RequestEcho: _e_request_echo,
+    RequestEchoes: _e_request_echoes,
     RequestForward: _e_request_forward,
     Equivocation: _e_equivocation,
     Sync: _e_sync,
@@ -970,6 +1008,7 @@ _DECODERS[_K_REQUEST_ECHO] = _fixed(_B_REQUEST_ECHO, RequestEcho)
 _DECODERS[_K_REQUEST_FORWARD] = _d_request_forward
 _DECODERS[_K_EQUIVOCATION] = _fixed(_B_EQUIVOCATION, Equivocation)
 _DECODERS[_K_SYNC] = _fixed(_B_SYNC, Sync)
+_DECODERS[_K_REQUEST_ECHOES] = _d_request_echoes
 _DECODERS[_K_REQUEST] = _d_request
 _DECODERS[_K_REPLY] = _d_reply
 _DECODERS[_K_MEM_READ] = _fixed(_B_MEM_READ, MemRead)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from .actions import Decided, Executed, SendClient, TimerKey, TimerKind
 from .app import Application
 from .checkpoint import CheckpointTracker
-from .codec import decode_payload, encode, encode_batch, encode_payload
+from .codec import MAX_ECHOES, decode_payload, encode, encode_batch, encode_payload
 from .config import SlowPathMode
 from .context import Context
 from .crypto import Tag, digest, statement, verify_with_key
@@ -35,6 +35,7 @@ from .messages import (
     Reply,
     Request,
     RequestEcho,
+    RequestEchoes,
     RequestForward,
     SealView,
     Sync,
@@ -86,6 +87,7 @@ class Consensus:
         self.streams = {r: Stream() for r in ctx.members}
         self.waiting_requests: dict[tuple[int, int], set[int]] = {}
         self.last_sync_answer_ns: dict[int, int] = {}  # peer -> when we last answered its Sync
+        self.echo_out: list[RequestEcho] = []  # follower: echoes of this burst, sent together
         # leader side
         self.ready: deque[tuple[int, int]] = deque()
         self.next_propose = self.low
@@ -408,9 +410,7 @@ class Consensus:
                     result = log.record(
                         e.client_id, e.request_id, self.app.apply(e.payload, self.app_clock)
                     )
-                    ctx.outbox.append(
-                        Executed(i, e.client_id, e.request_id, digest(e.payload), result)
-                    )
+                    ctx.outbox.append(Executed(i, e.client_id, e.request_id, e.payload, result))
                     self._reply(e.client_id, e.request_id, result)
                 elif verdict == "skip" and cached is not None:
                     self._reply(e.client_id, e.request_id, cached)
@@ -484,7 +484,9 @@ class Consensus:
         if cp.c <= s.ckpt_c:
             return
         stmt = statement(Tag.CKPT, ctx.cluster, ctx.epoch, cp.c, cp.digest)
-        if not verify_certificate(ctx, cp.cert, stmt):
+        # signatures we already verified as shares (or made) on this statement are not re-verified
+        known = {r: sig for r, (d, sig) in self.ckpt.shares.get(cp.c, {}).items() if d == cp.digest}
+        if not verify_certificate(ctx, cp.cert, stmt, known):
             self._evidence(sender, "checkpoint.bad_certificate")
             return
         s.ckpt_c, s.ckpt_digest = cp.c, cp.digest
@@ -523,7 +525,7 @@ class Consensus:
                 RequestForward(Request(client_id, req.request_id, stored.payload, stored.sig)),
             )
         else:
-            ctx.send((self.leader,), RequestEcho(client_id, req.request_id, stored.digest))
+            self.echo_out.append(RequestEcho(client_id, req.request_id, stored.digest))
         self.recheck_waiting(client_id, req.request_id)
 
     def on_request_echo(self, sender: int, msg: RequestEcho) -> None:
@@ -531,6 +533,22 @@ class Consensus:
             return
         if self.log.add_echo(msg.client_id, msg.request_id, sender, msg.digest) is not None:
             self._maybe_ready(msg.client_id, msg.request_id)
+
+    def on_request_echoes(self, sender: int, msg: RequestEchoes) -> None:
+        for echo in msg.echoes:
+            self.on_request_echo(sender, echo)
+
+    def flush_echoes(self) -> None:
+        """Follower: send the burst's request echoes to the leader in one frame."""
+        out = self.echo_out
+        if not out:
+            return
+        self.echo_out = []
+        if len(out) == 1:
+            self.ctx.send((self.leader,), out[0])
+            return
+        for j in range(0, len(out), MAX_ECHOES):
+            self.ctx.send((self.leader,), RequestEchoes(tuple(out[j : j + MAX_ECHOES])))
 
     def on_request_forward(self, sender: int, msg: RequestForward) -> None:
         req = msg.request
@@ -623,7 +641,7 @@ class Consensus:
                             (self.leader,), RequestForward(Request(cid, x, req.payload, req.sig))
                         )
                     else:
-                        ctx.send((self.leader,), RequestEcho(cid, x, req.digest))
+                        self.echo_out.append(RequestEcho(cid, x, req.digest))
         for share in self.ckpt.own_shares(above=self.ckpt.stable_c):
             ctx.send_all(share)
         self.recheck_clock()

@@ -286,8 +286,15 @@ class CtbReceiver:
         if msg.c % ctx.params.ctb_checkpoint_interval:
             ctx.report(sender, "ctbckpt.bad_index")
             return
-        stmt = statement(Tag.CTB_CKPT, ctx.cluster, ctx.epoch, self.b, msg.c, digest(msg.summary))
-        if not verify_certificate(ctx, msg.cert, stmt):
+        d = digest(msg.summary)
+        stmt = statement(Tag.CTB_CKPT, ctx.cluster, ctx.epoch, self.b, msg.c, d)
+        share = self.last_share
+        known = (
+            {ctx.me: share.sig}
+            if share is not None and share.c == msg.c and share.digest == d
+            else None
+        )
+        if not verify_certificate(ctx, msg.cert, stmt, known):
             ctx.report(sender, "ctbckpt.bad_certificate")
             return
         self.cert_c = msg.c

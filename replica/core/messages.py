@@ -28,6 +28,7 @@ class MsgKind(IntEnum):
     REQUEST_FORWARD = 12
     EQUIVOCATION = 13
     SYNC = 14
+    REQUEST_ECHOES = 15  # several request echoes in one frame (a follower's burst)
     # client <-> replica
     REQUEST = 32
     REPLY = 33
@@ -190,6 +191,13 @@ class RequestEcho:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestEchoes:
+    """The request echoes of one burst, to the leader in one frame."""
+
+    echoes: tuple[RequestEcho, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RequestForward:
     request: Request  # a client-signed request, forwarded to the leader
 
@@ -290,6 +298,7 @@ Message = (
     | PrepShare
     | CkptShare
     | RequestEcho
+    | RequestEchoes
     | RequestForward
     | Equivocation
     | Sync

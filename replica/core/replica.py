@@ -6,6 +6,9 @@ file). Entry points never raise on anything a peer, client or memory node sent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from ubft.memnode.register import RegisterClient
 
 from .actions import Action, SendMemnode, TimerKey, TimerKind
@@ -33,12 +36,11 @@ from .messages import (
     Promise,
     Request,
     RequestEcho,
+    RequestEchoes,
     RequestForward,
     Sync,
 )
 from .request_log import RequestLog
-
-_CTB_TYPES = (Ctb, CtbEcho, CtbSig, CtbSigRequest, CtbCkptShare, CtbCkptCert, Equivocation)
 
 
 class Replica:
@@ -66,6 +68,24 @@ class Replica:
         self._sync_armed = False
         self._mem_retry_armed = False
         self.rejected_frames = 0
+        ctb, cons = self.ctb, self.consensus
+        self._handlers: dict[type, Callable[[int, Any], None]] = {
+            Ctb: ctb.on_ctb,
+            CtbEcho: ctb.on_echo,
+            CtbSig: ctb.on_sig,
+            CtbSigRequest: ctb.on_sig_request,
+            CtbCkptShare: ctb.on_share,
+            CtbCkptCert: ctb.on_cert,
+            Equivocation: ctb.on_equivocation,
+            Promise: cons.on_promise,
+            FastCommit: cons.on_fast_commit,
+            PrepShare: cons.on_prep_share,
+            CkptShare: cons.on_ckpt_share,
+            RequestEcho: cons.on_request_echo,
+            RequestEchoes: cons.on_request_echoes,
+            RequestForward: cons.on_request_forward,
+            Sync: cons.on_sync,
+        }
 
     # ------------------------------------------------------------------ entry points
 
@@ -82,26 +102,11 @@ class Replica:
             return
         if epoch != ctx.epoch:
             return
-        cons = self.consensus
-        if isinstance(msg, _CTB_TYPES):
-            self.ctb.on_message(sender, msg)
-        elif isinstance(msg, Promise):
-            cons.on_promise(sender, msg)
-        elif isinstance(msg, FastCommit):
-            cons.on_fast_commit(sender, msg)
-        elif isinstance(msg, PrepShare):
-            cons.on_prep_share(sender, msg)
-        elif isinstance(msg, CkptShare):
-            cons.on_ckpt_share(sender, msg)
-        elif isinstance(msg, RequestEcho):
-            cons.on_request_echo(sender, msg)
-        elif isinstance(msg, RequestForward):
-            cons.on_request_forward(sender, msg)
-        elif isinstance(msg, Sync):
-            cons.on_sync(sender, msg)
-        else:
+        handler = self._handlers.get(type(msg))
+        if handler is None:
             self._bad_frame(sender, "frame.unexpected_kind")
             return
+        handler(sender, msg)
         self._settle()
 
     def receive_client(self, client_id: int, frame: bytes, now_ns: int) -> None:
@@ -177,6 +182,7 @@ class Replica:
         """Drain what the driver must do (raft's Ready): the leader cuts batches here, so
         requests that arrived in one burst share a Prepare."""
         self.consensus.propose()
+        self.consensus.flush_echoes()
         self._settle()
         out = self.ctx.outbox
         self.ctx.outbox = []

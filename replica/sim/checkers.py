@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ubft.replica.core.actions import Decided, Delivered, Executed, ReportEvidence
 from ubft.replica.core.config import ProtocolParams
+from ubft.replica.core.crypto import digest
 
 
 class Agreement:
@@ -64,7 +65,7 @@ class Validity:
         self.issued.setdefault((client_id, request_id), set()).add(payload_digest)
 
     def on_executed(self, replica: int, a: Executed) -> None:
-        if a.payload_digest not in self.issued.get((a.client_id, a.request_id), ()):
+        if digest(a.payload) not in self.issued.get((a.client_id, a.request_id), ()):
             self.violations.append(
                 f"validity: replica {replica} executed ({a.client_id}, {a.request_id}) with a payload its client never sent"
             )
