@@ -28,8 +28,10 @@ def test_agreement_flags_two_batches_for_one_instance() -> None:
 
 def test_ctb_consistency_flags_two_values_for_one_index() -> None:
     a = Agreement()
-    a.on_delivered(1, Delivered(0, 3, D1))
-    a.on_delivered(2, Delivered(0, 3, D2))
+    a.on_delivered(1, Delivered(0, 3, b"m1"))
+    a.on_delivered(2, Delivered(0, 3, b"m1"))
+    assert a.violations == []
+    a.on_delivered(2, Delivered(0, 3, b"m2"))
     assert a.violations and "ctb consistency" in a.violations[0]
 
 

@@ -647,3 +647,11 @@ def test_generated_payload_round_trip(cls: type, data: st.DataObject) -> None:
     assert decode_payload(value) == payload
     if isinstance(payload, Prepare | Commit):  # the batch is the value's tail
         assert value.endswith(encode_batch(payload.batch))
+
+
+def test_batch_digest_read_off_the_value_equals_digest_of_encoded_batch() -> None:
+    from ubft.replica.core.codec import batch_digest_in
+
+    for p in PAYLOADS:
+        if isinstance(p, Prepare | Commit):
+            assert batch_digest_in(encode_payload(p), p) == digest(encode_batch(p.batch))

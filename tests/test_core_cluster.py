@@ -128,8 +128,8 @@ class Driver:
             elif isinstance(a, Decided):
                 self.decided[r].append(a)
             elif isinstance(a, Delivered):
-                prev = self.delivered[r].setdefault((a.b, a.k), a.digest)
-                assert prev == a.digest, f"R{r} delivered two values for {(a.b, a.k)}"
+                prev = self.delivered[r].setdefault((a.b, a.k), digest(a.m))
+                assert prev == digest(a.m), f"R{r} delivered two values for {(a.b, a.k)}"
             elif isinstance(a, Executed):
                 self.executed[r].append(a)
             elif isinstance(a, ReportEvidence):

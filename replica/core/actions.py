@@ -61,7 +61,7 @@ class ReportEvidence(NamedTuple):
 class Delivered(NamedTuple):
     b: int
     k: int
-    digest: bytes
+    m: bytes  # the delivered value (observers digest it if they need to)
 
 
 class Decided(NamedTuple):

@@ -100,6 +100,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 from collections.abc import Callable
+from hashlib import blake2b as _blake2b
 from typing import Any, Final, TypeVar
 
 from .errors import DecodeError
@@ -837,6 +838,15 @@ _PAYLOAD_DECODERS[_P_PREPARE] = _dp_prepare
 _PAYLOAD_DECODERS[_P_COMMIT] = _dp_commit
 _PAYLOAD_DECODERS[_P_CHECKPOINT] = _dp_checkpoint
 _PAYLOAD_DECODERS[_P_SEAL_VIEW] = _dp_seal_view
+
+
+def batch_digest_in(data: bytes, payload: Prepare | Commit) -> bytes:
+    """digest(encode_batch(payload.batch)), read off the value ``data`` that decoded to
+    ``payload``: the batch is the tail of both layouts, so nothing is re-encoded."""
+    off = _VAL_QQ_BYTES
+    if type(payload) is Commit:
+        off += 1 + _SIGNER_BYTES * len(payload.cert.signers)
+    return _blake2b(memoryview(data)[off:], digest_size=DIGEST_BYTES).digest()
 
 
 def decode_payload(data: bytes) -> Payload:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from .actions import Decided, Executed, SendClient, TimerKey, TimerKind
 from .app import Application
 from .checkpoint import CheckpointTracker
-from .codec import MAX_ECHOES, decode_payload, encode, encode_batch, encode_payload
+from .codec import MAX_ECHOES, batch_digest_in, decode_payload, encode, encode_payload
 from .config import SlowPathMode
 from .context import Context
 from .crypto import Tag, digest, statement, verify_with_key
@@ -125,9 +125,9 @@ class Consensus:
             self._evidence(b, "ctb.payload." + exc.reason)
             return
         if isinstance(payload, Prepare):
-            self._on_prepare(b, payload)
+            self._on_prepare(b, payload, batch_digest_in(m, payload))
         elif isinstance(payload, Commit):
-            self._on_commit(b, payload)
+            self._on_commit(b, payload, batch_digest_in(m, payload))
         elif isinstance(payload, Checkpoint):
             self._on_checkpoint(b, payload)
         elif isinstance(payload, SealView):
@@ -157,7 +157,7 @@ class Consensus:
 
     # ================================================================== Prepare and fast path
 
-    def _on_prepare(self, sender: int, p: Prepare) -> None:
+    def _on_prepare(self, sender: int, p: Prepare, batch_digest: bytes) -> None:
         ctx = self.ctx
         if sender != ctx.config.leader(p.view):
             self._evidence(sender, "prepare.not_leader")
@@ -186,7 +186,7 @@ class Consensus:
         if inst is None:
             return
         inst.batch = batch
-        inst.digest = digest(encode_batch(batch))
+        inst.digest = batch_digest
         self._check_e(i, inst)
 
     def _check_e(self, i: int, inst: _Inst) -> None:
@@ -339,7 +339,7 @@ class Consensus:
         assert inst.batch is not None
         self.ctb.broadcaster.broadcast(encode_payload(Commit(self.view, i, inst.batch, cert)))
 
-    def _on_commit(self, sender: int, c: Commit) -> None:
+    def _on_commit(self, sender: int, c: Commit, d: bytes) -> None:
         ctx = self.ctx
         s = self.streams[sender]
         i = c.instance
@@ -348,7 +348,6 @@ class Consensus:
             return
         if c.view > self.view and sender != ctx.me:
             return  # a later view; view change lands in the next issue
-        d = digest(encode_batch(c.batch))
         inst = self._get(i)
         known = None
         if inst is not None:

@@ -91,7 +91,7 @@ class CtbBroadcaster:
         interval = ctx.params.ctb_checkpoint_interval
         while self.self_deliveries:
             k, m = self.self_deliveries.popleft()
-            ctx.outbox.append(Delivered(ctx.me, k, digest(m)))
+            ctx.outbox.append(Delivered(ctx.me, k, m))
             self.up.on_deliver(ctx.me, k, m)
             if (k + 1) % interval == 0:
                 c = k + 1

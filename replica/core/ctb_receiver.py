@@ -265,7 +265,7 @@ class CtbReceiver:
             k = self.k_d
             self.k_d = k + 1
             assert slot.m is not None
-            ctx.outbox.append(Delivered(self.b, k, slot.digest()))
+            ctx.outbox.append(Delivered(self.b, k, slot.m))
             self.up.on_deliver(self.b, k, slot.m)
             if self.faulty:
                 return

@@ -105,20 +105,28 @@ class RequestLog:
         entry = self.clients[client_id]
         if len(result) > self.max_reply:
             result = REPLY_TOO_LARGE
-        entry.executed.add(request_id)
-        while entry.h + 1 in entry.executed:
-            entry.h += 1
-            entry.executed.discard(entry.h)
-        entry.replies[request_id] = result
-        if len(entry.replies) > self.window:
-            del entry.replies[min(entry.replies)]
+        h = entry.h
+        executed = entry.executed
+        executed.add(request_id)
+        while h + 1 in executed:
+            h += 1
+            executed.discard(h)
+        replies = entry.replies
+        replies[request_id] = result
+        if len(replies) > self.window:
+            del replies[next(iter(replies))]  # insertion order is execution order
         entry.pending.pop(request_id, None)
-        entry.early_echoes.pop(request_id, None)
-        # requests that fell below the window can never execute: forget them
-        for stale in [x for x in entry.pending if x <= entry.h]:
-            del entry.pending[stale]
-        for stale in [x for x in entry.early_echoes if x <= entry.h]:
-            del entry.early_echoes[stale]
+        if h != entry.h:
+            entry.h = h
+            # requests that fell below the window can never execute: forget them
+            if entry.pending:
+                for stale in [x for x in entry.pending if x <= h]:
+                    del entry.pending[stale]
+            if entry.early_echoes:
+                for stale in [x for x in entry.early_echoes if x <= h]:
+                    del entry.early_echoes[stale]
+        else:
+            entry.early_echoes.pop(request_id, None)
         return result
 
     def table_bytes(self) -> bytes:
@@ -128,8 +136,7 @@ class RequestLog:
             out += cid.to_bytes(4, "big") + e.key + e.h.to_bytes(8, "big")
             for x in sorted(e.executed):
                 out += b"x" + x.to_bytes(8, "big")
-            for x in sorted(e.replies):
-                r = e.replies[x]
+            for x, r in e.replies.items():  # execution order, identical on correct replicas
                 out += b"r" + x.to_bytes(8, "big") + len(r).to_bytes(4, "big") + r
             out += b"."
         return bytes(out)

@@ -32,8 +32,8 @@ class Agreement:
         self.fast[a.instance] = self.fast.get(a.instance, True) and a.fast
 
     def on_delivered(self, replica: int, a: Delivered) -> None:
-        d = self.delivered.setdefault((a.b, a.k), a.digest)
-        if d != a.digest:
+        d = digest(a.m)
+        if self.delivered.setdefault((a.b, a.k), d) != d:
             self.violations.append(
                 f"ctb consistency: replica {replica} delivered another m for (b={a.b}, k={a.k})"
             )
