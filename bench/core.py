@@ -1,0 +1,1070 @@
+"""``ubft bench-core``: what the sans-IO protocol core costs per request, in one process.
+
+Three ``Replica`` objects (n = 3, f = 1), three real ``MemoryNodeStore`` objects and a set of
+``ClientSession`` objects issuing KV SET/GET commands are wired by an instant in-memory network:
+one FIFO queue of (destination, source, frame), no delays, no faults, no event heap. The driver
+works in *waves* (the raft ``Step``/``Ready`` pattern): it delivers every frame queued so far in
+FIFO order, then calls ``take_actions`` once on every replica and client that received
+something and appends what they sent to the queue, then issues the next burst of client
+requests. Frames produced during a wave are delivered in the next one. Each wave advances the
+virtual clock by ``WAVE_NS``.
+
+Batching: the leader cuts batches in ``take_actions``; each wave issues a burst of B new
+requests (B = ``batch_max``), so the follower echoes that make B requests proposable reach the
+leader in one wave and it cuts one batch of B. The mean batch size reported is measured
+(requests executed per instance decided at the leader), not assumed.
+
+Modes:
+
+- ``fast``: default parameters (``slow_path_mode = on_demand``), every replica correct.
+  Timers are recorded, never fired (nothing is lost, so none is needed; ``--fast-timers
+  deadline`` fires them at their virtual deadlines, as a runtime would, to price that).
+- ``slow``: the fast path is made impossible by a fault beyond the fast path's assumptions:
+  follower 2 is *silent*. ``--silent protocol`` (default): its CTBcast and consensus frames to
+  other replicas are dropped, its request echoes still reach the leader, so unsigned requests
+  stay proposable and what is measured is the consensus slow path. ``--silent all``: every
+  replica-to-replica frame it sends is dropped, so the leader never sees 2's echo and every
+  request is proposed only after its client resends it signed (``client_timeout``). Its frames
+  to memory nodes and clients always flow. Mechanism ``always`` (default): ``slow_path_mode =
+  always``, so every CTBcast message is signed and every accepted instance sends its "prep"
+  share at once; timers fire at their virtual deadlines. Mechanism ``on-demand``: default
+  ``slow_path_mode``, but the FAST_PATH and FAST_TIMEOUT timers fire in the next wave instead
+  of after their timeouts (the switch to signatures is exercised on every instance); other
+  timers fire at their deadlines. When the queue is empty and work is pending, the virtual
+  clock jumps to the next timer.
+
+CPU time is measured with ``time.perf_counter_ns`` around every ``receive``,
+``receive_client``, ``receive_memnode``, ``timer_fired`` and ``take_actions`` call of each
+replica, and nothing else: the driver, the memory nodes (decode, store, encode) and the clients
+are excluded. The process is single-threaded, so wall time inside a call is its CPU time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import heapq
+import io
+import json
+import platform
+import pstats
+import random
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ubft.apps.kv import KVStore, cmd_get, cmd_set
+from ubft.client.session import ClientSession, Completed
+from ubft.memnode.store import MemoryNodeStore
+from ubft.replica.core.actions import (
+    Decided,
+    Executed,
+    ReportEvidence,
+    Send,
+    SendClient,
+    SendMemnode,
+    SetTimer,
+    TimerKey,
+    TimerKind,
+)
+from ubft.replica.core.codec import decode, encode
+from ubft.replica.core.config import ClusterConfig, Member, MemoryNode, ProtocolParams, SlowPathMode
+from ubft.replica.core.crypto import SignatureCounter, Signer, Tag
+from ubft.replica.core.errors import DecodeError
+from ubft.replica.core.messages import MemRead, MemWrite, MsgKind
+from ubft.replica.core.replica import Replica
+
+N = 3
+F = 1
+MEMNODES = 3
+LEADER = 0
+SILENT = 2  # the follower silenced in slow runs
+CLIENT_BASE = 100
+WAVE_NS = 1_000  # virtual time one wave of deliveries takes
+KIND_BYTE = 5  # FRAME_HEADER ">IBBI": u32 length, u8 version, u8 kind, u32 epoch
+
+# PROTOCOL.md sections 3 and 4 at n = 3 (see MINIMUM_DERIVATION)
+MIN_FAST_R2R_PER_DECISION = 14
+MIN_PER_REQUEST = {"client_to_replica": 3, "request_echoes": 2, "replies": 3}
+MINIMUM_DERIVATION = {
+    "prepare_ctbcast": "leader sends Ctb(Prepare) to the n-1 = 2 receivers: 2",
+    "ctbcast_echoes": "each receiver echoes to the n-2 = 1 other receiver: 2",
+    "promises": "each of the 2 followers sends promise to the n-1 = 2 others (the leader's Prepare is its promise): 4",
+    "fast_commits": "each of the n = 3 replicas sends FastCommit to the n-1 = 2 others: 6",
+    "total_replica_to_replica_per_decided_batch": "2 + 2 + 4 + 6 = 14",
+    "per_request": "client -> 3 replicas (3), 2 follower request echoes to the leader (2), 3 replies (3) = 8; "
+    "when followers batch their echoes (RequestEchoes), the 2 echo frames are per burst, not per request",
+}
+
+TARGETS_US = {"fast_b1": 40.0, "fast_b16": 8.0, "slow_b16": 40.0}
+
+CATEGORIES = (
+    "replica_to_replica",
+    "client_to_replica",
+    "replica_to_client",
+    "replica_to_memnode",
+    "memnode_to_replica",
+)
+_R2R, _C2R, _R2C, _R2M, _M2R = range(5)
+_KIND_NAMES = {int(k): k.name for k in MsgKind}
+_TIMER_NAMES = {int(k): k.name for k in TimerKind}
+# what a "protocol"-silent follower still sends: request admission, not consensus
+# (REQUEST_ECHO, REQUEST_ECHOES, REQUEST_FORWARD: replica to replica; REQUEST is the client's)
+_ADMISSION = frozenset(int(k) for k in MsgKind if k.name.startswith("REQUEST_"))
+_ADMISSION_NAMES = frozenset(k.name for k in MsgKind if k.name.startswith("REQUEST_"))
+# node kinds in the queue
+_REP, _CLI, _MEM = 0, 1, 2
+_Frame = tuple[
+    int, int, int, int, bytes
+]  # destination kind, destination, source kind, source, frame
+
+
+def _echo_entries(frame: bytes) -> int:
+    """Requests a request-admission frame carries (driver side, not timed)."""
+    try:
+        _, msg = decode(frame)
+    except DecodeError:
+        return 0
+    echoes = getattr(msg, "echoes", None)
+    return len(echoes) if isinstance(echoes, tuple) else 1
+
+
+def _kind_name(frame: bytes) -> str:
+    if len(frame) <= KIND_BYTE:
+        return "SHORT"
+    return _KIND_NAMES.get(frame[KIND_BYTE], f"UNKNOWN_{frame[KIND_BYTE]}")
+
+
+@dataclass(slots=True)
+class RunSpec:
+    name: str
+    mode: str  # "fast" | "slow"
+    batch: int
+    requests: int  # measured requests (after warm-up)
+    warmup: int
+    clients: int
+    window_requests: int = 100  # percentile windows: decided requests per window
+    sample_every: int = 64  # waves between footprint samples
+    slow_mechanism: str = "always"  # "always" | "on-demand"
+    silent: str = "protocol"  # slow runs: "protocol" (request echoes still flow) | "all"
+    fast_timers: str = "never"  # fast runs: "never" fired | "deadline" (fired, all ignored)
+    seed: int = 1
+    max_waves: int = 50_000_000
+
+
+@dataclass(slots=True)
+class _Traffic:
+    count: list[dict[str, int]] = field(default_factory=lambda: [{} for _ in CATEGORIES])
+    nbytes: list[int] = field(default_factory=lambda: [0 for _ in CATEGORIES])
+    dropped: dict[str, int] = field(default_factory=dict)
+    echo_entries: int = 0  # request echoes carried by replica frames (batched or not)
+
+
+class _Window:
+    """Per-replica CPU per decided request over windows of ``size`` executed requests."""
+
+    __slots__ = ("costs", "last_cpu", "last_exec", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.last_cpu = 0
+        self.last_exec = 0
+        self.costs: list[float] = []  # microseconds per request
+
+    def observe(self, cpu_ns: int, executed: int) -> None:
+        done = executed - self.last_exec
+        if done >= self.size:
+            self.costs.append((cpu_ns - self.last_cpu) / done / 1000)
+            self.last_cpu = cpu_ns
+            self.last_exec = executed
+
+
+class _TimedApp:
+    """The KV store, with the time spent inside it (execution, checkpoint digests) counted
+    apart, so the core's own share of a handler's time can be shown next to the total."""
+
+    __slots__ = ("inner", "ns")
+
+    def __init__(self, inner: KVStore) -> None:
+        self.inner = inner
+        self.ns = 0
+
+    def apply(self, command: bytes, clock_ns: int) -> bytes:
+        t0 = time.perf_counter_ns()
+        out = self.inner.apply(command, clock_ns)
+        self.ns += time.perf_counter_ns() - t0
+        return out
+
+    def snapshot(self) -> bytes:
+        t0 = time.perf_counter_ns()
+        out = self.inner.snapshot()
+        self.ns += time.perf_counter_ns() - t0
+        return out
+
+    def restore(self, snapshot: bytes) -> None:
+        self.inner.restore(snapshot)
+
+    def digest(self) -> bytes:
+        t0 = time.perf_counter_ns()
+        out = self.inner.digest()
+        self.ns += time.perf_counter_ns() - t0
+        return out
+
+
+def _signer(rng: random.Random, counter: SignatureCounter) -> Signer:
+    return Signer(rng.randbytes(32), counter)
+
+
+def _workload(j: int) -> bytes:
+    key = b"key:%05d" % (j % 4096)
+    if j % 2 == 0:
+        return cmd_set(key, b"value-%026d" % j)
+    return cmd_get(key)
+
+
+class Bench:
+    """One run: builds the cluster, drives it, returns its figures."""
+
+    def __init__(self, spec: RunSpec, profiler: cProfile.Profile | None = None) -> None:
+        self.spec = spec
+        self.profiler = profiler
+        slow = spec.mode == "slow"
+        rng = random.Random(spec.seed)
+        self.counter = SignatureCounter()
+        signers = [_signer(rng, self.counter) for _ in range(N)]
+        mem_keys = [_signer(rng, self.counter).public_key for _ in range(MEMNODES)]
+        admin = _signer(rng, self.counter)
+        mode = SlowPathMode.ON_DEMAND
+        if slow and spec.slow_mechanism == "always":
+            mode = SlowPathMode.ALWAYS
+        params = ProtocolParams(batch_max=spec.batch, slow_path_mode=mode)
+        self.params = params
+        self.config = ClusterConfig(
+            cluster_id="bench",
+            f=F,
+            members=tuple(Member(id=i, public_key=signers[i].public_key.hex()) for i in range(N)),
+            memory_nodes=tuple(
+                MemoryNode(id=j, public_key=mem_keys[j].hex()) for j in range(MEMNODES)
+            ),
+            admin_public_key=admin.public_key.hex(),
+            params=params,
+        )
+        self.epoch = self.config.epoch
+        client_keys: dict[int, bytes] = {}
+        self.clients: dict[int, ClientSession] = {}
+        for j in range(spec.clients):
+            cid = CLIENT_BASE + j
+            s = _signer(rng, self.counter)
+            client_keys[cid] = s.public_key
+            self.clients[cid] = ClientSession(self.config, cid, s)
+        self.client_order = sorted(self.clients)
+        self.apps = [
+            _TimedApp(KVStore(max_result_bytes=params.max_reply_bytes - 16)) for _ in range(N)
+        ]
+        self.replicas = [
+            Replica(self.config, i, signers[i], self.apps[i], client_keys) for i in range(N)
+        ]
+        self.stores = {j: MemoryNodeStore(j, incarnation=1) for j in range(MEMNODES)}
+        for store in self.stores.values():
+            for w in range(N):
+                store.provision_area(self.epoch, w, self.config.member_ids, params.tail)
+        self.silent = SILENT if slow else -1
+        self.silent_all = spec.silent == "all"
+        self.fire_timers = slow or spec.fast_timers == "deadline"
+        self.immediate: frozenset[int] = frozenset()
+        if slow and spec.slow_mechanism == "on-demand":
+            self.immediate = frozenset({int(TimerKind.FAST_PATH), int(TimerKind.FAST_TIMEOUT)})
+        # network and clock
+        self.queue: list[_Frame] = []
+        self.timers: list[tuple[int, int, int, int, TimerKey]] = []  # at, seq, node kind, id, key
+        self.seq = 0
+        self.now = 0
+        self.waves = 0
+        # metrics
+        self.cpu = [0 for _ in range(N)]
+        self.calls = [0 for _ in range(N)]
+        self.executed = [0 for _ in range(N)]
+        self.decided = [0 for _ in range(N)]
+        self.decided_fast = [0 for _ in range(N)]
+        self.evidence = [0 for _ in range(N)]
+        self.traffic = _Traffic()
+        self.timers_set: dict[str, int] = {}
+        self.timers_fired: dict[str, int] = {}
+        self.windows = [_Window(spec.window_requests) for _ in range(N)]
+        self.peak_state = [0 for _ in range(N)]
+        self.peak_state_detail: list[dict[str, int]] = [{} for _ in range(N)]
+        # workload
+        self.total = spec.warmup + spec.requests
+        self.issued = 0
+        self.completed = 0
+        self.next_client = 0
+        self.measuring = spec.warmup == 0
+        self.warmup_wave = 0
+        self.exec_base = [0 for _ in range(N)]  # executed / decided when the warm-up ended
+        self.decided_base = [0 for _ in range(N)]
+        self.wall_ns = 0
+        self.process_ns = 0
+
+    # ------------------------------------------------------------------ timed core calls
+
+    def _call(self, r: int, fn: Callable[..., Any], *args: Any) -> Any:
+        prof = self.profiler
+        t0 = time.perf_counter_ns()
+        out = fn(*args) if prof is None else prof.runcall(fn, *args)
+        self.cpu[r] += time.perf_counter_ns() - t0
+        self.calls[r] += 1
+        return out
+
+    # ------------------------------------------------------------------ routing
+
+    def _count(self, cat: int, frame: bytes) -> None:
+        counts = self.traffic.count[cat]
+        name = _kind_name(frame)
+        counts[name] = counts.get(name, 0) + 1
+        self.traffic.nbytes[cat] += len(frame)
+
+    def _set_timer(self, kind: int, ident: int, key: TimerKey, at_ns: int) -> None:
+        name = _TIMER_NAMES.get(int(key.kind), str(key.kind))
+        self.timers_set[name] = self.timers_set.get(name, 0) + 1
+        if not self.fire_timers:
+            return
+        if int(key.kind) in self.immediate:
+            at_ns = self.now
+        self.seq += 1
+        heapq.heappush(self.timers, (at_ns, self.seq, kind, ident, key))
+
+    def _replica_actions(self, r: int) -> None:
+        acts = self._call(r, self.replicas[r].take_actions)
+        q = self.queue
+        for a in acts:
+            t = type(a)
+            if t is Send:
+                frame = a.frame
+                if r == self.silent and (self.silent_all or frame[KIND_BYTE] not in _ADMISSION):
+                    name = _kind_name(frame)
+                    self.traffic.dropped[name] = self.traffic.dropped.get(name, 0) + len(a.targets)
+                    continue
+                kind = frame[KIND_BYTE]
+                if kind in _ADMISSION:
+                    self.traffic.echo_entries += _echo_entries(frame) * len(a.targets)
+                for dst in a.targets:
+                    self._count(_R2R, frame)
+                    q.append((_REP, dst, _REP, r, frame))
+            elif t is SendClient:
+                self._count(_R2C, a.frame)
+                q.append((_CLI, a.client_id, _REP, r, a.frame))
+            elif t is SendMemnode:
+                self._count(_R2M, a.frame)
+                q.append((_MEM, a.node, _REP, r, a.frame))
+            elif t is SetTimer:
+                self._set_timer(_REP, r, a.key, a.at_ns)
+            elif t is Executed:
+                self.executed[r] += 1
+            elif t is Decided:
+                self.decided[r] += 1
+                if a.fast:
+                    self.decided_fast[r] += 1
+            elif t is ReportEvidence:
+                self.evidence[r] += 1
+        if self.measuring:
+            self.windows[r].observe(self.cpu[r], self.executed[r] - self.exec_base[r])
+
+    def _client_actions(self, cid: int) -> None:
+        q = self.queue
+        for a in self.clients[cid].take_actions():
+            if isinstance(a, Send):
+                for dst in a.targets:
+                    self._count(_C2R, a.frame)
+                    q.append((_REP, dst, _CLI, cid, a.frame))
+            elif isinstance(a, SetTimer):
+                self._set_timer(_CLI, cid, a.key, a.at_ns)
+            elif isinstance(a, Completed):
+                self.completed += 1
+
+    def _issue_burst(self) -> None:
+        """Up to B new requests, round-robin over clients with room in their window."""
+        want = min(self.spec.batch, self.total - self.issued)
+        order = self.client_order
+        tried = 0
+        while want > 0 and tried < len(order):
+            cid = order[self.next_client]
+            self.next_client = (self.next_client + 1) % len(order)
+            session = self.clients[cid]
+            if not session.can_submit():
+                tried += 1
+                continue
+            tried = 0
+            session.submit(_workload(self.issued), self.now)
+            self.issued += 1
+            want -= 1
+            self._client_actions(cid)
+
+    # ------------------------------------------------------------------ the loop
+
+    def _deliver_wave(self) -> None:
+        wave, self.queue = self.queue, []
+        now = self.now
+        reps = self.replicas
+        touched_r: set[int] = set()
+        touched_c: dict[int, None] = {}
+        for dk, dst, sk, src, frame in wave:
+            if dk == _REP:
+                rep = reps[dst]
+                if sk == _REP:
+                    self._call(dst, rep.receive, src, frame, now)
+                elif sk == _CLI:
+                    self._call(dst, rep.receive_client, src, frame, now)
+                else:
+                    self._call(dst, rep.receive_memnode, src, frame, now)
+                touched_r.add(dst)
+            elif dk == _CLI:
+                session = self.clients.get(dst)
+                if session is not None:
+                    session.receive(src, frame, now)
+                    touched_c[dst] = None
+            else:
+                try:
+                    epoch, msg = decode(frame)
+                except DecodeError:
+                    continue
+                if isinstance(msg, MemRead | MemWrite):
+                    reply = encode(self.stores[dst].handle(src, msg), epoch)
+                    self._count(_M2R, reply)
+                    self.queue.append((_REP, src, _MEM, dst, reply))
+        for r in sorted(touched_r):
+            self._replica_actions(r)
+        for cid in touched_c:
+            self._client_actions(cid)
+
+    def _fire_due_timers(self) -> bool:
+        fired = False
+        timers = self.timers
+        touched_r: set[int] = set()
+        touched_c: dict[int, None] = {}
+        while timers and timers[0][0] <= self.now:
+            _, _, kind, ident, key = heapq.heappop(timers)
+            name = _TIMER_NAMES.get(int(key.kind), str(key.kind))
+            self.timers_fired[name] = self.timers_fired.get(name, 0) + 1
+            fired = True
+            if kind == _REP:
+                self._call(ident, self.replicas[ident].timer_fired, key, self.now)
+                touched_r.add(ident)
+            else:
+                self.clients[ident].timer_fired(key, self.now)
+                touched_c[ident] = None
+        for r in sorted(touched_r):
+            self._replica_actions(r)
+        for cid in touched_c:
+            self._client_actions(cid)
+        return fired
+
+    def _sample(self) -> None:
+        for r, rep in enumerate(self.replicas):
+            fp = rep.footprint()
+            total = sum(fp.values())
+            if total > self.peak_state[r]:
+                self.peak_state[r] = total
+                self.peak_state_detail[r] = fp
+
+    def _start_measuring(self) -> None:
+        """Warm-up over: CPU time counts from here. Messages, bytes and signatures are counted
+        over the whole run, which starts and ends with nothing in flight, so their ratios to
+        decisions are exact."""
+        self.measuring = True
+        self.cpu = [0 for _ in range(N)]
+        self.calls = [0 for _ in range(N)]
+        for app in self.apps:
+            app.ns = 0
+        self.exec_base = list(self.executed)
+        self.decided_base = list(self.decided)
+        self.warmup_wave = self.waves
+
+    def run(self) -> dict[str, Any]:
+        t_start = time.perf_counter_ns()
+        p_start = time.process_time_ns()
+        spec = self.spec
+        while True:
+            if not self.measuring and self.executed[LEADER] >= spec.warmup:
+                self._start_measuring()
+            if self.issued < self.total:
+                self._issue_burst()
+            if self.fire_timers:
+                self._fire_due_timers()
+            if not self.queue:
+                if self.completed >= self.total:
+                    break
+                if self.fire_timers and self.timers:
+                    self.now = max(self.now, self.timers[0][0])
+                    continue
+                if self.issued < self.total:
+                    raise RuntimeError(
+                        f"{spec.name}: no client can submit and nothing is in flight "
+                        f"(issued {self.issued}, completed {self.completed})"
+                    )
+                raise RuntimeError(
+                    f"{spec.name}: stalled with {self.total - self.completed} requests unanswered "
+                    f"and no frame in flight (timers are not fired in fast runs)"
+                )
+            self._deliver_wave()
+            self.waves += 1
+            self.now += WAVE_NS
+            if self.waves % spec.sample_every == 0:
+                self._sample()
+            if self.waves > spec.max_waves:
+                raise RuntimeError(f"{spec.name}: gave up after {self.waves} waves")
+        self._sample()
+        self.wall_ns = time.perf_counter_ns() - t_start
+        self.process_ns = time.process_time_ns() - p_start
+        return self.result()
+
+    # ------------------------------------------------------------------ figures
+
+    def result(self) -> dict[str, Any]:
+        spec = self.spec
+        batches = max(1, self.decided[LEADER])
+        leader_reqs = self.executed[LEADER]
+        timed_reqs = [max(1, self.executed[r] - self.exec_base[r]) for r in range(N)]
+        timed_batches = [max(1, self.decided[r] - self.decided_base[r]) for r in range(N)]
+        per_replica_us = {str(r): round(self.cpu[r] / timed_reqs[r] / 1000, 3) for r in range(N)}
+        per_batch_us = {str(r): round(self.cpu[r] / timed_batches[r] / 1000, 3) for r in range(N)}
+        pooled = [c for w in self.windows for c in w.costs]
+        c = self.counter
+        on_path = c.on_path()
+        off_path = c.off_path()
+        verified = c.verified
+        by_tag = {tag.name: c.created_by_tag[tag] for tag in Tag if c.created_by_tag.get(tag)}
+        traffic = self.traffic
+        messages: dict[str, Any] = {}
+        bytes_per_request: dict[str, float] = {}
+        for i, cat in enumerate(CATEGORIES):
+            counts = traffic.count[i]
+            total = sum(counts.values())
+            messages[cat] = {
+                "total": round(total / batches, 3),
+                "by_kind": {k: round(v / batches, 3) for k, v in sorted(counts.items())},
+            }
+            bytes_per_request[cat] = round(traffic.nbytes[i] / max(1, leader_reqs), 1)
+        bytes_per_request["all"] = round(sum(traffic.nbytes) / max(1, leader_reqs), 1)
+        r2r = traffic.count[_R2R]
+        echoes = sum(v for k, v in r2r.items() if k in _ADMISSION_NAMES)
+        protocol_r2r = sum(r2r.values()) - echoes
+        mean_batch = leader_reqs / batches
+        return {
+            "mode": spec.mode,
+            "batch_max": spec.batch,
+            "slow_path_mechanism": self._mechanism(),
+            "clients": spec.clients,
+            "client_window": self.params.client_window,
+            "warmup_requests": spec.warmup,
+            "requests_issued": self.issued,
+            "requests_completed": self.completed,
+            "requests_decided": leader_reqs,
+            "requests_timed": timed_reqs[LEADER],
+            "decisions": self.decided[LEADER],
+            "decisions_fast": self.decided_fast[LEADER],
+            "decisions_slow": self.decided[LEADER] - self.decided_fast[LEADER],
+            "decisions_per_replica": {str(r): self.decided[r] for r in range(N)},
+            "mean_batch": round(mean_batch, 3),
+            "cpu_us_per_request": {
+                "mean": round(
+                    statistics.fmean(self.cpu[r] / timed_reqs[r] for r in range(N)) / 1000, 3
+                ),
+                "max": max(per_replica_us.values()),
+                "per_replica": per_replica_us,
+                **_percentiles(pooled),
+                "windows": len(pooled),
+                "window_requests": spec.window_requests,
+                "per_replica_p50": {
+                    str(r): round(_pct(self.windows[r].costs, 50), 3) for r in range(N)
+                },
+                # of which inside the KV application (apply, checkpoint snapshot and digest)
+                "app_mean": round(
+                    statistics.fmean(self.apps[r].ns / timed_reqs[r] for r in range(N)) / 1000, 3
+                ),
+                "excluding_app_mean": round(
+                    statistics.fmean(
+                        (self.cpu[r] - self.apps[r].ns) / timed_reqs[r] for r in range(N)
+                    )
+                    / 1000,
+                    3,
+                ),
+            },
+            "cpu_us_per_batch": {
+                "mean": round(
+                    statistics.fmean(self.cpu[r] / timed_batches[r] for r in range(N)) / 1000, 3
+                ),
+                "per_replica": per_batch_us,
+            },
+            "core_calls_per_request": {
+                str(r): round(self.calls[r] / timed_reqs[r], 2) for r in range(N)
+            },
+            "messages_per_batch": messages,
+            "replica_protocol_messages_per_decision": round(protocol_r2r / batches, 3),
+            "replica_messages_per_decision": round(sum(r2r.values()) / batches, 3),
+            "minimum_replica_messages_per_fast_decision": MIN_FAST_R2R_PER_DECISION,
+            "messages_per_request": {
+                "client_to_replica": round(
+                    sum(traffic.count[_C2R].values()) / max(1, leader_reqs), 3
+                ),
+                "request_echoes": round(echoes / max(1, leader_reqs), 3),  # frames
+                "request_echo_entries": round(traffic.echo_entries / max(1, leader_reqs), 3),
+                "replies": round(sum(traffic.count[_R2C].values()) / max(1, leader_reqs), 3),
+            },
+            "dropped_frames_by_kind": dict(sorted(traffic.dropped.items())),
+            "bytes_per_request": bytes_per_request,
+            "signatures_per_batch": {
+                "created_on_path": round(on_path / batches, 3),
+                "created_off_path": round(off_path / batches, 3),
+                "verified": round(verified / batches, 3),
+            },
+            "signatures": {
+                "created_on_path": on_path,
+                "created_off_path": off_path,
+                "verified": verified,
+                "created_by_tag": by_tag,
+            },
+            "timers_set": dict(sorted(self.timers_set.items())),
+            "timers_fired": dict(sorted(self.timers_fired.items())),
+            "evidence_reports": sum(self.evidence),
+            "peak_state_entries": {
+                "max": max(self.peak_state),
+                "per_replica": {str(r): self.peak_state[r] for r in range(N)},
+                "sample_every_waves": spec.sample_every,
+                "at_peak": {str(r): self.peak_state_detail[r] for r in range(N)},
+            },
+            "waves": self.waves,
+            "measured_waves": self.waves - self.warmup_wave,
+            "virtual_ms": round(self.now / 1e6, 3),
+            "wall_s": round(self.wall_ns / 1e9, 3),
+            # below ~0.95 the process was descheduled during the run: timings are inflated
+            "process_cpu_over_wall": round(self.process_ns / max(1, self.wall_ns), 3),
+        }
+
+    def _mechanism(self) -> str:
+        spec = self.spec
+        if spec.mode != "slow":
+            fired = "never fired" if not self.fire_timers else "fired at their virtual deadlines"
+            return f"none (all correct, slow_path_mode=on_demand, timers {fired})"
+        if spec.silent == "all":
+            silent = "follower 2 silent (every replica-to-replica frame it sends is dropped: unsigned requests stall until clients resend them signed)"
+        else:
+            silent = "follower 2 silent in the protocol (its CTBcast and consensus frames are dropped; its request echoes still reach the leader)"
+        if spec.slow_mechanism == "always":
+            return f"slow_path_mode=always + {silent}; timers fired at their virtual deadlines"
+        return (
+            f"slow_path_mode=on_demand + {silent}; FAST_PATH and FAST_TIMEOUT timers fired in "
+            "the next wave, other timers at their virtual deadlines"
+        )
+
+
+def _clock_overhead_ns() -> float:
+    """What one timed call adds to the measured interval (the clock read itself), best of 5."""
+    pc = time.perf_counter_ns
+    best = float("inf")
+    for _ in range(5):
+        t = pc()
+        for _ in range(20_000):
+            a = pc()
+            b = pc()
+        best = min(best, (pc() - t) / 20_000 / 2)
+        del a, b
+    return round(best, 1)
+
+
+def _pct(values: Sequence[float], p: float) -> float:
+    if not values:
+        return 0.0
+    s = sorted(values)
+    idx = min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))
+    return s[idx]
+
+
+def _percentiles(values: Sequence[float]) -> dict[str, float]:
+    return {f"p{p}": round(_pct(values, p), 3) for p in (50, 90, 99)}
+
+
+# ====================================================================== whole benchmark
+
+
+@dataclass(slots=True)
+class Options:
+    quick: bool
+    json: bool
+    requests: int
+    timed_requests: int
+    slow_requests: int
+    batches: tuple[int, ...]
+    modes: tuple[str, ...]
+    memory: bool
+    memory_batch: int
+    slow_mechanism: str
+    silent: str
+    fast_timers: str
+    window_requests: int
+    seed: int
+    repeat: int
+    profile: bool
+    profile_slow: bool
+    profile_batch: int
+
+
+def _clients_for(batch: int) -> int:
+    return max(4, 2 * batch)
+
+
+def _spec(name: str, mode: str, batch: int, requests: int, opts: Options) -> RunSpec:
+    warmup = min(1000, max(batch * 8, requests // 10))
+    return RunSpec(
+        name=name,
+        mode=mode,
+        batch=batch,
+        requests=requests,
+        warmup=warmup,
+        clients=_clients_for(batch),
+        window_requests=opts.window_requests,
+        slow_mechanism=opts.slow_mechanism,
+        silent=opts.silent,
+        fast_timers=opts.fast_timers,
+        seed=opts.seed,
+    )
+
+
+def _targets(runs: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, target in TARGETS_US.items():
+        run = runs.get(name)
+        if run is None:
+            out[name] = {"target_us": target, "measured_us": None, "met": None}
+            continue
+        measured = run["cpu_us_per_request"]["mean"]
+        out[name] = {
+            "target_us": target,
+            "measured_us": measured,
+            "met": measured <= target,
+            "over_by_us": round(max(0.0, measured - target), 3),
+            "ratio": round(measured / target, 3),
+        }
+    return out
+
+
+def _short(filename: str) -> str:
+    return "/".join(filename.replace("\\", "/").split("/")[-2:])
+
+
+def memory_run(opts: Options) -> dict[str, Any]:
+    """A separate fast-path run under tracemalloc (its timings are not used)."""
+    spec = RunSpec(
+        name="memory",
+        mode="fast",
+        batch=opts.memory_batch,
+        requests=opts.requests,
+        warmup=0,
+        clients=_clients_for(opts.memory_batch),
+        sample_every=64,
+        seed=opts.seed,
+    )
+    tracemalloc.start()
+    bench = Bench(spec)
+    after_build = tracemalloc.get_traced_memory()[0]
+    res = bench.run()
+    current, peak = tracemalloc.get_traced_memory()
+    snap = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    core = snap.filter_traces([tracemalloc.Filter(True, "*/replica/core/*")])
+    memnode_client = snap.filter_traces([tracemalloc.Filter(True, "*/memnode/register.py")])
+    core_bytes = sum(s.size for s in core.statistics("filename"))
+    reg_bytes = sum(s.size for s in memnode_client.statistics("filename"))
+    top = [
+        {
+            "where": f"{_short(s.traceback[0].filename)}:{s.traceback[0].lineno}",
+            "kib": round(s.size / 1024, 1),
+        }
+        for s in snap.statistics("lineno")[:8]
+    ]
+    return {
+        "mode": "fast",
+        "batch_max": spec.batch,
+        "requests": opts.requests,
+        "requests_completed": res["requests_completed"],
+        "decisions": res["decisions"],
+        "mean_batch": res["mean_batch"],
+        "peak_state_entries": res["peak_state_entries"],
+        "tracemalloc_current_kib": round(current / 1024, 1),
+        "tracemalloc_peak_kib": round(peak / 1024, 1),
+        "tracemalloc_after_setup_kib": round(after_build / 1024, 1),
+        "live_core_allocations_kib": round(core_bytes / 1024, 1),
+        "live_register_client_allocations_kib": round(reg_bytes / 1024, 1),
+        "top_live_allocations": top,
+        "memnode_register_bytes_per_node": max(s.allocated_bytes() for s in bench.stores.values()),
+        "wall_s": res["wall_s"],
+    }
+
+
+def profile(opts: Options, out: Any) -> None:
+    b = opts.profile_batch
+    cases = [(f"fast_b{b}", "fast", b)]
+    if opts.profile_slow:
+        cases.append((f"slow_b{b}", "slow", b))
+    for name, mode, batch in cases:
+        requests = opts.timed_requests if mode == "fast" else opts.slow_requests
+        prof = cProfile.Profile()
+        spec = _spec(name, mode, batch, requests, opts)
+        res = Bench(spec, prof).run()
+        print(
+            f"== {name}: cProfile of the replicas' handlers only "
+            f"({res['requests_decided']} requests, {res['cpu_us_per_request']['mean']} us/request/replica under the profiler)",
+            file=out,
+        )
+        buf = io.StringIO()
+        stats = pstats.Stats(prof, stream=buf)
+        stats.sort_stats("cumulative").print_stats(25)
+        print(buf.getvalue(), file=out)
+        buf = io.StringIO()
+        print(f"== {name}: top 15 by own time", file=buf)
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(15)
+        print(buf.getvalue(), file=out)
+
+
+def run_all(opts: Options, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    runs: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    for mode in opts.modes:
+        for batch in opts.batches:
+            name = f"{mode}_b{batch}"
+            requests = opts.timed_requests if mode == "fast" else opts.slow_requests
+            tries: list[dict[str, Any]] = []
+            for j in range(opts.repeat):
+                if progress:
+                    progress(f"{name}: {requests} requests (repeat {j + 1}/{opts.repeat}) ...")
+                tries.append(Bench(_spec(name, mode, batch, requests, opts)).run())
+            # same seed, same schedule: only the timings differ; report the median repeat
+            tries.sort(key=lambda r: float(r["cpu_us_per_request"]["mean"]))
+            chosen = tries[len(tries) // 2]
+            chosen["repeats_cpu_us_per_request_mean"] = [
+                r["cpu_us_per_request"]["mean"] for r in tries
+            ]
+            runs[name] = chosen
+    memory: dict[str, Any] | None = None
+    if opts.memory:
+        if progress:
+            progress(f"memory: {opts.requests} requests under tracemalloc ...")
+        memory = memory_run(opts)
+    slow_mech = next((r["slow_path_mechanism"] for r in runs.values() if r["mode"] == "slow"), None)
+    return {
+        "benchmark": "bench-core",
+        "n": N,
+        "f": F,
+        "memory_nodes": MEMNODES,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "clock": "time.perf_counter_ns around each replica handler call (driver, clients and memory nodes excluded)",
+        "clock_overhead_ns_per_call": _clock_overhead_ns(),
+        "repeat": opts.repeat,
+        "driver": f"waves: FIFO delivery of every queued frame, then take_actions per node, then a burst of batch_max requests; {WAVE_NS} virtual ns per wave",
+        "workload": "KV: alternating SET key value(32 B) / GET key over 4096 keys, unsigned requests",
+        "slow_path_mechanism": slow_mech,
+        "quick": opts.quick,
+        "runs": runs,
+        "targets": _targets(runs),
+        "memory": memory,
+        "minimum_messages_per_fast_decision": MIN_FAST_R2R_PER_DECISION,
+        "minimum_messages_per_request": MIN_PER_REQUEST,
+        "minimum_messages_derivation": MINIMUM_DERIVATION,
+        "total_wall_s": round(time.perf_counter() - t0, 1),
+    }
+
+
+def _table(result: dict[str, Any], out: Any) -> None:
+    runs = result["runs"]
+    w = 10
+    names = list(runs)
+    print(
+        f"ubft bench-core: n={result['n']}, python {result['python']}, {result['clock']}", file=out
+    )
+    if result["slow_path_mechanism"]:
+        print(f"slow path: {result['slow_path_mechanism']}", file=out)
+    print(file=out)
+    print(f"{'':34}" + "".join(f"{n:>{w}}" for n in names), file=out)
+
+    def row(label: str, get: Callable[[dict[str, Any]], Any]) -> None:
+        cells = []
+        for n in names:
+            v = get(runs[n])
+            cells.append(f"{v:>{w}.2f}" if isinstance(v, float) else f"{v!s:>{w}}")
+        print(f"{label:34}" + "".join(cells), file=out)
+
+    row("requests decided", lambda r: r["requests_decided"])
+    row("mean batch", lambda r: float(r["mean_batch"]))
+    row("decisions fast / slow", lambda r: f"{r['decisions_fast']}/{r['decisions_slow']}")
+    row("CPU us/request/replica (mean)", lambda r: float(r["cpu_us_per_request"]["mean"]))
+
+    def per_replica(rep: int) -> Callable[[dict[str, Any]], Any]:
+        return lambda r: float(r["cpu_us_per_request"]["per_replica"][str(rep)])
+
+    for rep in range(result["n"]):
+        row(f"  replica {rep}", per_replica(rep))
+    row("  of which KV app (mean)", lambda r: float(r["cpu_us_per_request"]["app_mean"]))
+    row("  p50 / 100-request windows", lambda r: float(r["cpu_us_per_request"]["p50"]))
+    row("  p90", lambda r: float(r["cpu_us_per_request"]["p90"]))
+    row("  p99", lambda r: float(r["cpu_us_per_request"]["p99"]))
+    row("r2r messages / decision", lambda r: float(r["replica_messages_per_decision"]))
+    row(
+        "  protocol (no request echoes)",
+        lambda r: float(r["replica_protocol_messages_per_decision"]),
+    )
+    row(
+        "client->replica msgs / batch",
+        lambda r: float(r["messages_per_batch"]["client_to_replica"]["total"]),
+    )
+    row(
+        "replica->client msgs / batch",
+        lambda r: float(r["messages_per_batch"]["replica_to_client"]["total"]),
+    )
+    row(
+        "replica<->memnode msgs / batch",
+        lambda r: float(
+            r["messages_per_batch"]["replica_to_memnode"]["total"]
+            + r["messages_per_batch"]["memnode_to_replica"]["total"]
+        ),
+    )
+    row("wire bytes / request", lambda r: float(r["bytes_per_request"]["all"]))
+    row("signatures on path / batch", lambda r: float(r["signatures_per_batch"]["created_on_path"]))
+    row(
+        "signatures off path / batch",
+        lambda r: float(r["signatures_per_batch"]["created_off_path"]),
+    )
+    row("signatures verified / batch", lambda r: float(r["signatures_per_batch"]["verified"]))
+    row("peak state entries (max replica)", lambda r: r["peak_state_entries"]["max"])
+    print(file=out)
+    print(
+        f"minimum replica-to-replica messages per fast decision (PROTOCOL.md 3/4, n=3): "
+        f"{result['minimum_messages_per_fast_decision']} (+8 per request: 3 requests, 2 echoes, 3 replies)",
+        file=out,
+    )
+    for name, t in result["targets"].items():
+        if t["measured_us"] is None:
+            print(f"target {name}: <= {t['target_us']} us  (not run)", file=out)
+            continue
+        verdict = "met" if t["met"] else f"MISSED by {t['over_by_us']} us ({t['ratio']}x)"
+        print(
+            f"target {name}: <= {t['target_us']} us, measured {t['measured_us']} us: {verdict}",
+            file=out,
+        )
+    mem = result["memory"]
+    if mem:
+        print(
+            f"memory run ({mem['requests']} requests, fast b{mem['batch_max']}): peak state entries "
+            f"{mem['peak_state_entries']['max']} per replica, tracemalloc peak {mem['tracemalloc_peak_kib']} KiB, "
+            f"current {mem['tracemalloc_current_kib']} KiB (core-attributed {mem['live_core_allocations_kib']} KiB)",
+            file=out,
+        )
+    print(f"total wall time {result['total_wall_s']} s", file=out)
+
+
+def _csv_ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x)
+
+
+def parse_args(argv: Sequence[str]) -> Options:
+    p = argparse.ArgumentParser(prog="ubft bench-core", description=__doc__.split("\n\n")[0])
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quick", action="store_true", help="small counts (tests)")
+    p.add_argument("--requests", type=int, default=None, help="requests in the memory run (100000)")
+    p.add_argument(
+        "--timed-requests", type=int, default=None, help="measured requests per fast run (20000)"
+    )
+    p.add_argument(
+        "--slow-requests", type=int, default=None, help="measured requests per slow run (4000)"
+    )
+    p.add_argument("--batches", default="1,16", help="batch sizes, comma separated (1,16)")
+    p.add_argument("--modes", default="fast,slow", help="fast,slow")
+    p.add_argument("--no-memory", action="store_true", help="skip the tracemalloc run")
+    p.add_argument("--memory-batch", type=int, default=16)
+    p.add_argument("--slow-mechanism", choices=("always", "on-demand"), default="always")
+    p.add_argument(
+        "--silent",
+        choices=("protocol", "all"),
+        default="protocol",
+        help="slow runs: what follower 2 drops (protocol: CTBcast and consensus frames; all: every replica frame)",
+    )
+    p.add_argument(
+        "--fast-timers",
+        choices=("never", "deadline"),
+        default="never",
+        help="fast runs: never fire timers (default) or fire them at their virtual deadlines, as a runtime would",
+    )
+    p.add_argument(
+        "--window-requests", type=int, default=100, help="requests per percentile window"
+    )
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="timed runs per configuration; the median is reported (3)",
+    )
+    p.add_argument(
+        "--profile", action="store_true", help="cProfile fast batch 1, top 25 by cumulative time"
+    )
+    p.add_argument("--profile-slow", action="store_true", help="with --profile: the slow path too")
+    p.add_argument("--profile-batch", type=int, default=1, help="batch size profiled (1)")
+    a = p.parse_args(list(argv))
+    quick = bool(a.quick)
+    modes = tuple(m for m in a.modes.split(",") if m)
+    for m in modes:
+        if m not in ("fast", "slow"):
+            p.error(f"unknown mode {m!r}")
+    batches = _csv_ints(a.batches)
+    if not batches or any(not 1 <= b <= 4096 for b in batches):
+        p.error("batch sizes must lie in 1..4096")
+    return Options(
+        quick=quick,
+        json=bool(a.json),
+        requests=a.requests if a.requests is not None else (2_000 if quick else 100_000),
+        timed_requests=a.timed_requests
+        if a.timed_requests is not None
+        else (400 if quick else 20_000),
+        slow_requests=a.slow_requests if a.slow_requests is not None else (160 if quick else 4_000),
+        batches=batches,
+        modes=modes,
+        memory=not a.no_memory,
+        memory_batch=a.memory_batch,
+        slow_mechanism=a.slow_mechanism,
+        silent=a.silent,
+        fast_timers=a.fast_timers,
+        window_requests=max(1, a.window_requests if not quick else min(a.window_requests, 50)),
+        seed=a.seed,
+        repeat=max(1, a.repeat if a.repeat is not None else (1 if quick else 3)),
+        profile=bool(a.profile),
+        profile_slow=bool(a.profile_slow),
+        profile_batch=a.profile_batch,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--"]:
+        args = args[1:]  # ``ubft bench-core -- --json``: the separator some shells need
+    opts = parse_args(args)
+    if opts.profile:
+        profile(opts, sys.stdout)
+        return 0
+    live = not opts.json and sys.stderr.isatty()
+
+    def progress(line: str) -> None:
+        if live:
+            print(line, file=sys.stderr, flush=True)
+
+    result = run_all(opts, progress)
+    if opts.json:
+        print(json.dumps(result))
+    else:
+        _table(result, sys.stdout)
+    return 0
+
+
+__all__ = ["Bench", "RunSpec", "main", "run_all"]
