@@ -162,7 +162,9 @@ def test_bounded_memory_when_a_correct_follower_cannot_send() -> None:
     no checkpoint certificates, so its tail fills; what it still has to CTBcast (Commits,
     Checkpoints) must stay bounded instead of queueing one entry per decided instance."""
     params = ProtocolParams(tail=8, window=16, inflight_max=4)
-    plan = FaultPlan("one_way", clients=4, ops_per_client=60, safety_phase_ns=10**13, liveness_bound_ns=0)
+    plan = FaultPlan(
+        "one_way", clients=4, ops_per_client=60, safety_phase_ns=10**13, liveness_bound_ns=0
+    )
     sim = Simulation(5, plan, params=params)
     for other in (0, 1):
         sim.net.partition(("R", 2), ("R", other), both=False)
