@@ -101,8 +101,10 @@ class Consensus:
         self.ctx.report(peer, reason)
 
     def _get(self, i: int) -> _Inst | None:
-        """Instance state for i if i lies in the window above the stable checkpoint."""
-        if i < self.ckpt.stable_c or i >= self.ckpt.stable_c + 2 * self.window:
+        """Instance state for i if i lies above the stable checkpoint and within two windows of
+        the last checkpoint we CTBcast (what lies below that is discarded only once it is
+        CTBcast, so this bounds the instances held even while our own tail is full)."""
+        if i < self.ckpt.stable_c or i >= self.ckpt.last_ctb_ckpt + 2 * self.window:
             return None
         inst = self.inst.get(i)
         if inst is None:
@@ -451,13 +453,9 @@ class Consensus:
             self._stable(msg.c, msg.digest, cert)
 
     def _stable(self, c: int, d: bytes, cert: Certificate) -> None:
-        """c is stable here: release what lies below it, then CTBcast Checkpoint{c} (once)."""
+        """c is stable here: CTBcast Checkpoint{c} (once), and only then discard below it."""
         if c > self.ckpt.stable_c:
             self.ckpt.mark_stable(c, d)
-            for i in [i for i in self.inst if i < c]:
-                del self.inst[i]
-            for key in [k for k, v in self.waiting_requests.items() if all(i < c for i in v)]:
-                del self.waiting_requests[key]
         self.ckpt.offer_ctbcast(c, d, cert)
         self.flush_checkpoint()
 
@@ -470,6 +468,11 @@ class Consensus:
         cp = self.ckpt.take_ctbcast()
         assert cp is not None
         self.ctb.broadcaster.broadcast(encode_payload(cp))
+        c = cp.c
+        for i in [i for i in self.inst if i < c]:
+            del self.inst[i]
+        for key in [k for k, v in self.waiting_requests.items() if all(i < c for i in v)]:
+            del self.waiting_requests[key]
         for i, inst in sorted(self.inst.items()):
             if inst.accepted and not inst.commit_sent:
                 self._try_certificate(i, inst)  # may have waited for this checkpoint

@@ -161,6 +161,16 @@ class CtbBroadcaster:
             if with_sigs or entry[1] is not None:
                 ctx.send((to,), CtbSig(ctx.me, k, self._sign(k, entry)))
 
+    def on_sync_tick(self) -> None:
+        """With the tail full, nothing moves until receivers certify a CTBcast checkpoint; if
+        they never got our messages (lost frames) they do not know to ask, so push the
+        uncertified part of the tail again."""
+        if not self.queue:
+            return
+        old = self.ctx.now_ns - self.ctx.params.sync_interval_ns // 2
+        for peer in self.ctx.others:
+            self.resend(peer, self.cert_c, with_sigs=False, sent_before_ns=old)
+
     def on_sig_request(self, sender: int, from_k: int) -> None:
         ctx = self.ctx
         self.sign_until_ns = ctx.now_ns + ctx.params.sign_hold_ns

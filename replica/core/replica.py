@@ -170,6 +170,7 @@ class Replica:
                     ctx.send((peer,), self.consensus.sync_status(peer))
                 for rx in self.ctb.receivers.values():
                     rx.resend_share()
+                self.ctb.broadcaster.on_sync_tick()
                 self.consensus.on_sync_tick()
         elif kind is TimerKind.MEM_RETRY:
             self._mem_retry_armed = False

@@ -173,6 +173,8 @@ class Simulation:
         self.events = 0
         self.decisions_at_leader: list[tuple[int, bool]] = []
         self.crash_errors: list[str] = []
+        self._started = False
+        self._issued_seen: set[tuple[int, int]] = set()
         self.client_evidence = 0
 
     # ------------------------------------------------------------------ scheduling
@@ -318,11 +320,11 @@ class Simulation:
             b.rounds == 0 for b in self.byz_clients.values()
         )
 
-    def _run_until(self, end_ns: int) -> None:
+    def _run_until(self, end_ns: int, stop_when_done: bool = True) -> None:
         heap = self.heap
         pop = heapq.heappop
         observe_every = 256
-        while heap and not self._all_done():
+        while heap and not (stop_when_done and self._all_done()):
             if heap[0][0] > end_ns:
                 break
             item = pop(heap)
@@ -346,14 +348,26 @@ class Simulation:
         for r in sorted(self.correct):
             self.memory.observe(r, self.replicas[r].footprint())
 
-    def run(self) -> ScheduleResult:
-        plan = self.plan
-        self._issued_seen: set[tuple[int, int]] = set()
+    def start(self) -> None:
+        """Schedule the clients and the plan's faults (once; ``run`` calls it if needed)."""
+        if self._started:
+            return
+        self._started = True
         for cid in sorted(self.clients):
             self._push(self.rng_clients.randrange(0, 200_000), _CLIENT_START, cid)
         for cid in sorted(self.byz_clients):
             self._push(self.rng_byz.randrange(0, 100_000), _BYZ_CLIENT, cid)
         self._schedule_faults()
+
+    def run_until(self, end_ns: int, stop_when_done: bool = True) -> None:
+        """Advance virtual time to ``end_ns`` (by default only until the workload is done):
+        scripted tests change the network between calls."""
+        self.start()
+        self._run_until(end_ns, stop_when_done)
+
+    def run(self) -> ScheduleResult:
+        plan = self.plan
+        self.start()
         result = ScheduleResult(self.seed, plan.describe())
         try:
             self._run_until(plan.safety_phase_ns)
