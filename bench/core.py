@@ -59,7 +59,6 @@ from typing import Any
 
 from ubft.apps.kv import KVStore, cmd_get, cmd_set
 from ubft.client.session import ClientSession, Completed
-from ubft.memnode.store import MemoryNodeStore
 from ubft.replica.core.actions import (
     Decided,
     Executed,
@@ -72,11 +71,12 @@ from ubft.replica.core.actions import (
     TimerKind,
 )
 from ubft.replica.core.codec import decode, encode
-from ubft.replica.core.config import ClusterConfig, Member, MemoryNode, ProtocolParams, SlowPathMode
-from ubft.replica.core.crypto import SignatureCounter, Signer, Tag
+from ubft.replica.core.config import ProtocolParams, SlowPathMode
+from ubft.replica.core.crypto import SignatureCounter, Tag
 from ubft.replica.core.errors import DecodeError
 from ubft.replica.core.messages import MemRead, MemWrite, MsgKind
 from ubft.replica.core.replica import Replica
+from ubft.replica.sim.cluster import make_cluster, make_signer, provision_stores
 
 N = 3
 F = 1
@@ -215,10 +215,6 @@ class _TimedApp:
         return out
 
 
-def _signer(rng: random.Random, counter: SignatureCounter) -> Signer:
-    return Signer(rng.randbytes(32), counter)
-
-
 def _workload(j: int) -> bytes:
     key = b"key:%05d" % (j % 4096)
     if j % 2 == 0:
@@ -235,30 +231,18 @@ class Bench:
         slow = spec.mode == "slow"
         rng = random.Random(spec.seed)
         self.counter = SignatureCounter()
-        signers = [_signer(rng, self.counter) for _ in range(N)]
-        mem_keys = [_signer(rng, self.counter).public_key for _ in range(MEMNODES)]
-        admin = _signer(rng, self.counter)
         mode = SlowPathMode.ON_DEMAND
         if slow and spec.slow_mechanism == "always":
             mode = SlowPathMode.ALWAYS
         params = ProtocolParams(batch_max=spec.batch, slow_path_mode=mode)
         self.params = params
-        self.config = ClusterConfig(
-            cluster_id="bench",
-            f=F,
-            members=tuple(Member(id=i, public_key=signers[i].public_key.hex()) for i in range(N)),
-            memory_nodes=tuple(
-                MemoryNode(id=j, public_key=mem_keys[j].hex()) for j in range(MEMNODES)
-            ),
-            admin_public_key=admin.public_key.hex(),
-            params=params,
-        )
+        self.config, signers = make_cluster("bench", N, MEMNODES, params, rng, self.counter)
         self.epoch = self.config.epoch
         client_keys: dict[int, bytes] = {}
         self.clients: dict[int, ClientSession] = {}
         for j in range(spec.clients):
             cid = CLIENT_BASE + j
-            s = _signer(rng, self.counter)
+            s = make_signer(rng, self.counter)
             client_keys[cid] = s.public_key
             self.clients[cid] = ClientSession(self.config, cid, s)
         self.client_order = sorted(self.clients)
@@ -268,10 +252,7 @@ class Bench:
         self.replicas = [
             Replica(self.config, i, signers[i], self.apps[i], client_keys) for i in range(N)
         ]
-        self.stores = {j: MemoryNodeStore(j, incarnation=1) for j in range(MEMNODES)}
-        for store in self.stores.values():
-            for w in range(N):
-                store.provision_area(self.epoch, w, self.config.member_ids, params.tail)
+        self.stores = provision_stores(self.config)
         self.silent = SILENT if slow else -1
         self.silent_all = spec.silent == "all"
         self.fire_timers = slow or spec.fast_timers == "deadline"

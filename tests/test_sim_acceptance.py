@@ -158,17 +158,23 @@ def test_history_dir_verdict_matches_the_simulator(tmp_path) -> None:  # type: i
         assert check(ops).ok == (not any("linearizability" in v for v in summary["violations"]))
 
 
-def test_bounded_memory_when_a_correct_follower_cannot_send() -> None:
-    """R2 receives everything but its frames to replicas are lost: its own CTBcast stream gets
-    no checkpoint certificates, so its tail fills; what it still has to CTBcast (Commits,
-    Checkpoints) must stay bounded instead of queueing one entry per decided instance."""
+def _r2_cannot_send(seed: int) -> tuple[ProtocolParams, Simulation]:
+    """Small tail and window; R2's frames to the other replicas are lost (one way)."""
     params = ProtocolParams(tail=8, window=16, inflight_max=4)
     plan = FaultPlan(
         "one_way", clients=4, ops_per_client=60, safety_phase_ns=10**13, liveness_bound_ns=0
     )
-    sim = Simulation(5, plan, params=params)
+    sim = Simulation(seed, plan, params=params)
     for other in (0, 1):
         sim.net.partition(("R", 2), ("R", other), both=False)
+    return params, sim
+
+
+def test_bounded_memory_when_a_correct_follower_cannot_send() -> None:
+    """R2 receives everything but its frames to replicas are lost: its own CTBcast stream gets
+    no checkpoint certificates, so its tail fills; what it still has to CTBcast (Commits,
+    Checkpoints) must stay bounded instead of queueing one entry per decided instance."""
+    params, sim = _r2_cannot_send(seed=5)
     res = sim.run()
     assert res.violations == []
     assert res.requests_completed == 240
@@ -185,13 +191,7 @@ def test_a_follower_whose_frames_were_lost_unblocks_its_stream_once_they_flow_ag
     """As above, then the one-way partition heals: R2 pushes its stuck tail again, its CTBcast
     checkpoint gets certified, its queue drains and it CTBcasts its stable checkpoint.
     (Executing what the others decided meanwhile needs state transfer: the next issue.)"""
-    params = ProtocolParams(tail=8, window=16, inflight_max=4)
-    plan = FaultPlan(
-        "one_way", clients=4, ops_per_client=60, safety_phase_ns=10**13, liveness_bound_ns=0
-    )
-    sim = Simulation(6, plan, params=params)
-    for other in (0, 1):
-        sim.net.partition(("R", 2), ("R", other), both=False)
+    _, sim = _r2_cannot_send(seed=6)
     res = sim.run()  # the workload completes without R2
     assert res.violations == []
     assert res.requests_completed == 240

@@ -12,7 +12,6 @@ from typing import Any
 
 from ubft.apps.kv import KVStore
 from ubft.client.session import ClientSession, Completed
-from ubft.memnode.store import MemoryNodeStore
 from ubft.replica.core.actions import (
     Decided,
     Delivered,
@@ -25,14 +24,15 @@ from ubft.replica.core.actions import (
     TimerKey,
 )
 from ubft.replica.core.codec import decode, encode
-from ubft.replica.core.config import ClusterConfig, Member, MemoryNode, ProtocolParams, SlowPathMode
-from ubft.replica.core.crypto import SignatureCounter, Signer, Tag, digest
+from ubft.replica.core.config import ProtocolParams, SlowPathMode
+from ubft.replica.core.crypto import SignatureCounter, Tag, digest
 from ubft.replica.core.errors import DecodeError
 from ubft.replica.core.messages import MemRead, MemWrite
 from ubft.replica.core.replica import Replica
 
 from .byzantine import ByzantineReplica
 from .checkers import Agreement, BoundedMemory, EvidenceAgainstCorrect, Validity, footprint_bounds
+from .cluster import make_cluster, make_signer, provision_stores
 from .faults import FaultPlan
 from .history import HistoryRecorder, Op
 from .linearizability import check as check_linearizable
@@ -68,10 +68,6 @@ class ScheduleResult:
     client_evidence: int = 0  # evidence correct replicas reported against clients
 
 
-def make_signer(rng: random.Random, counter: SignatureCounter) -> Signer:
-    return Signer(rng.randbytes(32), counter)
-
-
 class Simulation:
     def __init__(
         self,
@@ -89,23 +85,10 @@ class Simulation:
         self.rng_byz = random.Random(root.getrandbits(64))
         keys_rng = random.Random(root.getrandbits(64))
         self.counter = SignatureCounter()
-        f = (n - 1) // 2
-        signers = [make_signer(keys_rng, self.counter) for _ in range(n)]
-        mem_keys = [make_signer(keys_rng, self.counter).public_key for _ in range(memnodes)]
-        admin = make_signer(keys_rng, self.counter)
         base = params or ProtocolParams()
         if plan.slow_path_always:
             base = base.model_copy(update={"slow_path_mode": SlowPathMode.ALWAYS})
-        self.config = ClusterConfig(
-            cluster_id="sim",
-            f=f,
-            members=tuple(Member(id=i, public_key=signers[i].public_key.hex()) for i in range(n)),
-            memory_nodes=tuple(
-                MemoryNode(id=j, public_key=mem_keys[j].hex()) for j in range(memnodes)
-            ),
-            admin_public_key=admin.public_key.hex(),
-            params=base,
-        )
+        self.config, signers = make_cluster("sim", n, memnodes, base, keys_rng, self.counter)
         # clients: correct ones record a history; Byzantine ones misbehave on their own keys
         self.history = HistoryRecorder()
         self.clients: dict[int, KVClient] = {}
@@ -156,10 +139,7 @@ class Simulation:
                 self.replicas[i] = rep
                 self.correct.add(i)
         # memory nodes, provisioned for epoch 0
-        self.stores = {j: MemoryNodeStore(j, incarnation=1) for j in range(memnodes)}
-        for store in self.stores.values():
-            for w in range(n):
-                store.provision_area(0, w, self.config.member_ids, base.tail)
+        self.stores = provision_stores(self.config)
         self.crashed: set[int] = set()
         self.net = Network(plan.network, self.rng_net)
         # checkers
