@@ -20,9 +20,14 @@ Modes:
   Timers are recorded, never fired (nothing is lost, so none is needed; ``--fast-timers
   deadline`` fires them at their virtual deadlines, as a runtime would, to price that).
 - ``slow``: the fast path is made impossible by a fault beyond the fast path's assumptions:
-  follower 2 is *silent*. ``--silent protocol`` (default): its CTBcast and consensus frames to
-  other replicas are dropped, its request echoes still reach the leader, so unsigned requests
-  stay proposable and what is measured is the consensus slow path. ``--silent all``: every
+  follower 2 is *silent*. ``--silent fast-path`` (default): it drops exactly the frames the
+  fast paths need (its CTBcast echoes, promises and FastCommits), so every CTBcast receiver but
+  2 and every decision go the slow way, while its own stream, shares and request echoes flow.
+  ``--silent protocol``: its CTBcast and consensus frames to other replicas are dropped, its
+  request echoes still reach the leader; its own CTBcast stream then never gets a checkpoint
+  certificate, so after two windows it stops deciding (it may discard instance state only once
+  it has CTBcast a checkpoint) and stops echoing new requests, and clients fall back to signed
+  requests (a longer run measures that fallback, not the slow path). ``--silent all``: every
   replica-to-replica frame it sends is dropped, so the leader never sees 2's echo and every
   request is proposed only after its client resends it signed (``client_timeout``). Its frames
   to memory nodes and clients always flow. Mechanism ``always`` (default): ``slow_path_mode =
@@ -116,6 +121,10 @@ _TIMER_NAMES = {int(k): k.name for k in TimerKind}
 # (REQUEST_ECHO, REQUEST_ECHOES, REQUEST_FORWARD: replica to replica; REQUEST is the client's)
 _ADMISSION = frozenset(int(k) for k in MsgKind if k.name.startswith("REQUEST_"))
 _ADMISSION_NAMES = frozenset(k.name for k in MsgKind if k.name.startswith("REQUEST_"))
+# what a "fast-path"-silent follower drops: the votes the two fast paths wait for
+_FAST_PATH_VOTES = frozenset(
+    int(k) for k in (MsgKind.CTB_ECHO, MsgKind.PROMISE, MsgKind.FAST_COMMIT)
+)
 # node kinds in the queue
 _REP, _CLI, _MEM = 0, 1, 2
 _Frame = tuple[
@@ -150,7 +159,7 @@ class RunSpec:
     window_requests: int = 100  # percentile windows: decided requests per window
     sample_every: int = 64  # waves between footprint samples
     slow_mechanism: str = "always"  # "always" | "on-demand"
-    silent: str = "protocol"  # slow runs: "protocol" (request echoes still flow) | "all"
+    silent: str = "fast-path"  # slow runs: "fast-path" | "protocol" | "all" (module docstring)
     fast_timers: str = "never"  # fast runs: "never" fired | "deadline" (fired, all ignored)
     seed: int = 1
     max_waves: int = 50_000_000
@@ -318,6 +327,12 @@ class Bench:
         self.seq += 1
         heapq.heappush(self.timers, (at_ns, self.seq, kind, ident, key))
 
+    def _silenced(self, kind: int) -> bool:
+        """Whether the silent follower's frame of this kind is dropped."""
+        if self.spec.silent == "fast-path":
+            return kind in _FAST_PATH_VOTES
+        return self.silent_all or kind not in _ADMISSION
+
     def _replica_actions(self, r: int) -> None:
         acts = self._call(r, self.replicas[r].take_actions)
         q = self.queue
@@ -325,7 +340,7 @@ class Bench:
             t = type(a)
             if t is Send:
                 frame = a.frame
-                if r == self.silent and (self.silent_all or frame[KIND_BYTE] not in _ADMISSION):
+                if r == self.silent and self._silenced(frame[KIND_BYTE]):
                     name = _kind_name(frame)
                     self.traffic.dropped[name] = self.traffic.dropped.get(name, 0) + len(a.targets)
                     continue
@@ -630,7 +645,9 @@ class Bench:
         if spec.mode != "slow":
             fired = "never fired" if not self.fire_timers else "fired at their virtual deadlines"
             return f"none (all correct, slow_path_mode=on_demand, timers {fired})"
-        if spec.silent == "all":
+        if spec.silent == "fast-path":
+            silent = "follower 2 silent on the fast paths (its CTBcast echoes, promises and FastCommits are dropped)"
+        elif spec.silent == "all":
             silent = "follower 2 silent (every replica-to-replica frame it sends is dropped: unsigned requests stall until clients resend them signed)"
         else:
             silent = "follower 2 silent in the protocol (its CTBcast and consensus frames are dropped; its request echoes still reach the leader)"
@@ -968,9 +985,10 @@ def parse_args(argv: Sequence[str]) -> Options:
     p.add_argument("--slow-mechanism", choices=("always", "on-demand"), default="always")
     p.add_argument(
         "--silent",
-        choices=("protocol", "all"),
-        default="protocol",
-        help="slow runs: what follower 2 drops (protocol: CTBcast and consensus frames; all: every replica frame)",
+        choices=("fast-path", "protocol", "all"),
+        default="fast-path",
+        help="slow runs: what follower 2 drops (fast-path: echoes, promises, FastCommits; "
+        "protocol: CTBcast and consensus frames; all: every replica frame)",
     )
     p.add_argument(
         "--fast-timers",
