@@ -204,3 +204,30 @@ def test_a_follower_whose_frames_were_lost_unblocks_its_stream_once_they_flow_ag
     assert not r2.ctb.broadcaster.queue
     assert r2.ctb.broadcaster.cert_c > 0
     assert r2.consensus.ckpt.last_ctb_ckpt > 0
+
+
+def test_cli_history_dir_writes_one_file_per_schedule_with_the_same_verdict(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from ubft.replica.sim.history import read_jsonl
+    from ubft.replica.sim.linearizability import check
+
+    out = subprocess.run(
+        [
+            *(sys.executable, "-m", "ubft", "simulate", "--schedules", "4", "--seed", "9"),
+            *("--scenario", "random", "--json", "--history-dir", str(tmp_path)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    summary = json.loads(out.stdout)
+    files = sorted(tmp_path.glob("*.jsonl"))
+    assert len(files) == summary["schedules"] == 4
+    reported_bad = {v.split()[0] for v in summary["violations"] if "linearizability" in v}
+    for path in files:
+        seed = path.stem.split("-")[-1]
+        lines = path.read_text().splitlines()
+        assert lines and all(
+            json.loads(line)["type"] in ("invoke", "ok", "fail", "info") for line in lines
+        )
+        assert check(read_jsonl(path)).ok == (f"seed={seed}" not in reported_bad)
