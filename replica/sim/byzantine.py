@@ -6,14 +6,15 @@ from __future__ import annotations
 import dataclasses
 import random
 
+from ubft.memnode.layout import encode_subslot, pack_ctb_value
 from ubft.replica.core.actions import Action, Send, SendClient, SendMemnode
 from ubft.replica.core.codec import decode, decode_payload, encode, encode_payload
 from ubft.replica.core.crypto import Tag, digest
 from ubft.replica.core.errors import DecodeError
-from ubft.replica.core.messages import Batch, Ctb, CtbSig, Prepare
+from ubft.replica.core.messages import Batch, Ctb, CtbSig, MemWrite, Prepare
 from ubft.replica.core.replica import Replica
 
-BEHAVIOURS = ("equivocate", "silent", "garble", "forge")
+BEHAVIOURS = ("equivocate", "silent", "garble", "forge", "bad_registers")
 
 
 class ByzantineReplica:
@@ -23,7 +24,8 @@ class ByzantineReplica:
       to each half of the receivers, each consistently signed (a real equivocation);
     - "silent": sends nothing between ``silent_from_ns`` and ``silent_until_ns``;
     - "garble": flips bytes in some frames;
-    - "forge": replaces signatures in its frames with random bytes.
+    - "forge": replaces signatures in its frames with random bytes;
+    - "bad_registers": writes garbage, forged or replayed values into its own registers.
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class ByzantineReplica:
         self.silent_until_ns = silent_until_ns
         self.variants: dict[tuple[int, int], bytes] = {}  # (k, receiver) -> m sent to it
         self.equivocate_every = 3
+        self.old_writes: list[bytes] = []
 
     # the driver talks to it exactly like to a Replica
     def receive(self, sender: int, frame: bytes, now_ns: int) -> None:
@@ -74,9 +77,36 @@ class ByzantineReplica:
         for a in actions:
             if isinstance(a, Send):
                 out.extend(self._rewrite(a))
+            elif isinstance(a, SendMemnode) and self.behaviour == "bad_registers":
+                out.append(self._bad_register_write(a))
             else:
                 out.append(a)
         return out
+
+    def _bad_register_write(self, a: SendMemnode) -> SendMemnode:
+        """Its own registers are the only ones it can write (the memory node enforces it), so
+        it lies there: torn sub-slots, well-formed values with forged signatures, replays."""
+        try:
+            epoch, msg = decode(a.frame)
+        except DecodeError:
+            return a
+        if not isinstance(msg, MemWrite):
+            return a
+        rng = self.rng
+        roll = rng.random()
+        if roll < 0.25:
+            data = rng.randbytes(len(msg.data))  # checksum fails: reads as garbage
+        elif roll < 0.5:
+            k = rng.randrange(0, 1 << 20)
+            value = pack_ctb_value(k, rng.randbytes(32), rng.randbytes(64))
+            data = encode_subslot(k // self.inner.ctx.params.tail + 1, value)  # forged sig
+        elif roll < 0.75 and self.old_writes:
+            data = rng.choice(self.old_writes)  # a replay of an earlier value
+        else:
+            data = msg.data
+        if len(self.old_writes) < 64:
+            self.old_writes.append(msg.data)
+        return SendMemnode(a.node, encode(dataclasses.replace(msg, data=data), epoch))
 
     def _rewrite(self, a: Send) -> list[Action]:
         if self.behaviour == "garble":

@@ -17,6 +17,7 @@ SCENARIOS = (
     "memnode_crash_1",
     "memnode_crash_2",
     "byzantine_clients",
+    "byzantine_registers",
     "random",
 )
 
@@ -109,6 +110,14 @@ def plan_for(scenario: str, rng: random.Random, n: int = 3, memnodes: int = 3) -
             byzantine_replica=rng.choice(followers),
             byzantine_behaviour="silent",
         )
+    if scenario == "byzantine_registers":
+        # a follower lies in its own registers while every CTBcast message goes the slow way
+        return FaultPlan(
+            scenario,
+            byzantine_replica=rng.choice(followers),
+            byzantine_behaviour="bad_registers",
+            slow_path_always=True,
+        )
     if scenario == "byzantine_clients":
         return FaultPlan(scenario, byzantine_clients=2, byzantine_client_behaviour="mixed")
     assert scenario == "random", scenario
@@ -126,7 +135,9 @@ def plan_for(scenario: str, rng: random.Random, n: int = 3, memnodes: int = 3) -
     )
     if rng.random() < 0.5:
         plan.byzantine_replica = rng.randrange(n)
-        plan.byzantine_behaviour = rng.choice(("silent", "garble", "forge", "equivocate"))
+        plan.byzantine_behaviour = rng.choice(
+            ("silent", "garble", "forge", "equivocate", "bad_registers")
+        )
         plan.expect_liveness = plan.byzantine_replica != leader
         if plan.byzantine_behaviour == "silent":
             start = rng.randrange(0, 20 * _MS)
