@@ -9,18 +9,18 @@ SealView / NewView needs.
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
-
-from .actions import Decided, Executed, SendClient, TimerKey, TimerKind
+from .actions import Decided, Executed, TimerKey, TimerKind
 from .app import Application
+from .certifier import Certifier
 from .checkpoint import CheckpointTracker
-from .codec import MAX_ECHOES, batch_digest_in, decode_payload, encode, encode_payload
+from .codec import batch_digest_in, decode_payload, encode_payload
 from .config import SlowPathMode
 from .context import Context
 from .crypto import Tag, digest, statement, verify_with_key
 from .ctbcast import CtbCast
 from .errors import DecodeError
+from .instance import InstanceState
+from .intake import RequestIntake
 from .messages import (
     Batch,
     Certificate,
@@ -32,37 +32,14 @@ from .messages import (
     Prepare,
     PrepShare,
     Promise,
-    Reply,
     Request,
-    RequestEcho,
-    RequestEchoes,
     RequestForward,
     SealView,
     Sync,
 )
-from .quorum import certificate_from_shares, verify_certificate
+from .quorum import verify_certificate
 from .request_log import OUT_OF_WINDOW, RequestLog
 from .stream import Stream, decode_summary, encode_summary
-
-
-@dataclass(slots=True)
-class _Inst:
-    """Everything one replica holds about one instance (bounded by the window)."""
-
-    batch: Batch | None = None
-    digest: bytes = b""
-    accepted: bool = False
-    waiting: bool = False  # Prepare kept: log or clock check not yet satisfied
-    promises: set[int] = field(default_factory=set)
-    fast_commits: set[int] = field(default_factory=set)
-    fc_sent: bool = False
-    shares: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)  # signer -> (d, sig)
-    share_sent: bool = False
-    commit_sent: bool = False
-    commits: dict[int, bytes] = field(default_factory=dict)  # replica -> digest (this view)
-    commit_batches: dict[bytes, Batch] = field(default_factory=dict)
-    decided: bool = False
-    accepted_ns: int = 0
 
 
 class Consensus:
@@ -79,17 +56,17 @@ class Consensus:
         self.leader = ctx.config.leader(0)
         self.next_prepare = self.low  # check (b): next instance expected from the leader
         self.last_fresh_ts = -1
-        self.inst: dict[int, _Inst] = {}
+        self.inst: dict[int, InstanceState] = {}
         self.decided: dict[int, Batch] = {}
         self.exec_next = self.low
         self.app_clock = 0
         self.ckpt = CheckpointTracker(ctx, self.low)
+        self.certifier = Certifier(ctx)
+        self.intake = RequestIntake(ctx, log, self.leader)
         self.streams = {r: Stream() for r in ctx.members}
         self.waiting_requests: dict[tuple[int, int], set[int]] = {}
         self.last_sync_answer_ns: dict[int, int] = {}  # peer -> when we last answered its Sync
-        self.echo_out: list[RequestEcho] = []  # follower: echoes of this burst, sent together
         # leader side
-        self.ready: deque[tuple[int, int]] = deque()
         self.next_propose = self.low
         self.inflight = 0
         self.stats_fast = 0
@@ -100,7 +77,7 @@ class Consensus:
     def _evidence(self, peer: int, reason: str) -> None:
         self.ctx.report(peer, reason)
 
-    def _get(self, i: int) -> _Inst | None:
+    def _get(self, i: int) -> InstanceState | None:
         """Instance state for i if i lies above the stable checkpoint and within two windows of
         the last checkpoint we CTBcast (what lies below that is discarded only once it is
         CTBcast, so this bounds the instances held even while our own tail is full)."""
@@ -108,7 +85,7 @@ class Consensus:
             return None
         inst = self.inst.get(i)
         if inst is None:
-            inst = self.inst[i] = _Inst()
+            inst = self.inst[i] = InstanceState()
         return inst
 
     @property
@@ -191,7 +168,7 @@ class Consensus:
         inst.digest = batch_digest
         self._check_e(i, inst)
 
-    def _check_e(self, i: int, inst: _Inst) -> None:
+    def _check_e(self, i: int, inst: InstanceState) -> None:
         """Check (e)'s log and clock parts; keep the Prepare while they fail."""
         batch = inst.batch
         assert batch is not None
@@ -226,7 +203,7 @@ class Consensus:
             return verify_with_key(client.key, stmt, e.sig, self.ctx.verifier.counter)
         return False
 
-    def _accept(self, i: int, inst: _Inst) -> None:
+    def _accept(self, i: int, inst: InstanceState) -> None:
         ctx = self.ctx
         inst.accepted = True
         inst.accepted_ns = ctx.now_ns
@@ -263,7 +240,7 @@ class Consensus:
         inst.promises.add(sender)
         self._check_promises(msg.instance, inst)
 
-    def _check_promises(self, i: int, inst: _Inst) -> None:
+    def _check_promises(self, i: int, inst: InstanceState) -> None:
         ctx = self.ctx
         if not inst.accepted or inst.fc_sent or inst.decided:
             return
@@ -285,7 +262,7 @@ class Consensus:
         inst.fast_commits.add(sender)
         self._check_fast_commits(msg.instance, inst)
 
-    def _check_fast_commits(self, i: int, inst: _Inst) -> None:
+    def _check_fast_commits(self, i: int, inst: InstanceState) -> None:
         if (
             inst.accepted
             and not inst.decided
@@ -302,39 +279,28 @@ class Consensus:
         if view == self.view and inst is not None and inst.accepted and not inst.decided:
             self._send_share(i, inst)
 
-    def _send_share(self, i: int, inst: _Inst) -> None:
-        if inst.share_sent:
-            return
-        ctx = self.ctx
-        inst.share_sent = True
-        sig = ctx.signer.sign(Tag.PREP, ctx.cluster, ctx.epoch, self.view, i, inst.digest)
-        inst.shares[ctx.me] = (inst.digest, sig)
-        ctx.send_all(PrepShare(self.view, i, inst.digest, sig))
-        self._try_certificate(i, inst)
+    def _send_share(self, i: int, inst: InstanceState) -> None:
+        share = self.certifier.make_share(self.view, i, inst)
+        if share is not None:
+            self.ctx.send_all(share)
+            self._try_certificate(i, inst)
 
     def on_prep_share(self, sender: int, msg: PrepShare) -> None:
         if msg.view != self.view:
             return
         inst = self._get(msg.instance)
-        if inst is None or sender in inst.shares:
+        if inst is None or not self.certifier.take_share(sender, msg, inst):
             return
-        ctx = self.ctx
-        stmt = statement(Tag.PREP, ctx.cluster, ctx.epoch, msg.view, msg.instance, msg.digest)
-        if not ctx.verifier.verify(sender, stmt, msg.sig):
-            self._evidence(sender, "prep.bad_signature")
-            return
-        inst.shares[sender] = (msg.digest, msg.sig)
         if inst.accepted:
             self._send_share(msg.instance, inst)  # another's share triggers ours
             self._try_certificate(msg.instance, inst)
 
-    def _try_certificate(self, i: int, inst: _Inst) -> None:
+    def _try_certificate(self, i: int, inst: InstanceState) -> None:
         if not inst.accepted or inst.commit_sent:
             return
         if i >= self.ckpt.last_ctb_ckpt + self.window:
             return  # section 4: Commit only below the last CTBcast checkpoint + window
-        shares = {r: sig for r, (d, sig) in inst.shares.items() if d == inst.digest}
-        cert = certificate_from_shares(shares, self.ctx.f + 1)
+        cert = self.certifier.certificate(inst)
         if cert is None:
             return
         inst.commit_sent = True
@@ -351,11 +317,7 @@ class Consensus:
         if c.view > self.view and sender != ctx.me:
             return  # a later view; view change lands in the next issue
         inst = self._get(i)
-        known = None
-        if inst is not None:
-            known = {r: sig for r, (dd, sig) in inst.shares.items() if dd == d}
-        stmt = statement(Tag.PREP, ctx.cluster, ctx.epoch, c.view, i, d)
-        if not verify_certificate(ctx, c.cert, stmt, known):
+        if not self.certifier.commit_is_certified(c, d, inst):
             self._evidence(sender, "commit.bad_certificate")
             return
         old = s.commits.get(i)
@@ -367,7 +329,7 @@ class Consensus:
         inst.commit_batches.setdefault(d, c.batch)
         self._try_decide_commits(i, inst)
 
-    def _try_decide_commits(self, i: int, inst: _Inst) -> None:
+    def _try_decide_commits(self, i: int, inst: InstanceState) -> None:
         if inst.decided:
             return
         counts: dict[bytes, int] = {}
@@ -384,7 +346,7 @@ class Consensus:
 
     # ================================================================== decision and execution
 
-    def _decide(self, i: int, inst: _Inst, batch: Batch, d: bytes, fast: bool) -> None:
+    def _decide(self, i: int, inst: InstanceState, batch: Batch, d: bytes, fast: bool) -> None:
         inst.decided = True
         if fast:
             self.stats_fast += 1
@@ -412,23 +374,15 @@ class Consensus:
                         e.client_id, e.request_id, self.app.apply(e.payload, self.app_clock)
                     )
                     ctx.outbox.append(Executed(i, e.client_id, e.request_id, e.payload, result))
-                    self._reply(e.client_id, e.request_id, result)
+                    self.intake.send_reply(e.client_id, e.request_id, result)
                 elif verdict == "skip" and cached is not None:
-                    self._reply(e.client_id, e.request_id, cached)
+                    self.intake.send_reply(e.client_id, e.request_id, cached)
                 elif verdict == "out_of_window":
-                    self._reply(e.client_id, e.request_id, OUT_OF_WINDOW)
+                    self.intake.send_reply(e.client_id, e.request_id, OUT_OF_WINDOW)
                 self.waiting_requests.pop((e.client_id, e.request_id), None)
             self.exec_next = i + 1
             if self.exec_next % self.interval == 0:
                 self._take_checkpoint(self.exec_next)
-
-    def _reply(self, client_id: int, request_id: int, result: bytes) -> None:
-        ctx = self.ctx
-        ctx.outbox.append(
-            SendClient(
-                client_id, encode(Reply(ctx.epoch, client_id, request_id, result), ctx.epoch)
-            )
-        )
 
     # ================================================================== checkpoints
 
@@ -509,82 +463,12 @@ class Consensus:
 
     def on_request(self, client_id: int, req: Request) -> None:
         """A request received directly from its client (signature already checked)."""
-        ctx = self.ctx
-        log = self.log
-        entry = log.clients[client_id]
-        cached = log.cached_reply(entry, req.request_id)
-        if cached is not None:
-            self._reply(client_id, req.request_id, cached)
-            return
-        stored = log.add(client_id, req.request_id, req.payload, req.sig, ctx.now_ns)
-        if stored is None:
-            return
-        if self.is_leader():
-            self._maybe_ready(client_id, req.request_id)
-        elif stored.sig:
-            ctx.send(
-                (self.leader,),
-                RequestForward(Request(client_id, req.request_id, stored.payload, stored.sig)),
-            )
-        else:
-            self.echo_out.append(RequestEcho(client_id, req.request_id, stored.digest))
-        self.recheck_waiting(client_id, req.request_id)
-
-    def on_request_echo(self, sender: int, msg: RequestEcho) -> None:
-        if not self.is_leader() or len(msg.digest) != 32:
-            return
-        if self.log.add_echo(msg.client_id, msg.request_id, sender, msg.digest) is not None:
-            self._maybe_ready(msg.client_id, msg.request_id)
-
-    def on_request_echoes(self, sender: int, msg: RequestEchoes) -> None:
-        for echo in msg.echoes:
-            self.on_request_echo(sender, echo)
-
-    def flush_echoes(self) -> None:
-        """Follower: send the burst's request echoes to the leader in one frame."""
-        out = self.echo_out
-        if not out:
-            return
-        self.echo_out = []
-        if len(out) == 1:
-            self.ctx.send((self.leader,), out[0])
-            return
-        for j in range(0, len(out), MAX_ECHOES):
-            self.ctx.send((self.leader,), RequestEchoes(tuple(out[j : j + MAX_ECHOES])))
+        if self.intake.on_request(client_id, req):
+            self.recheck_waiting(client_id, req.request_id)
 
     def on_request_forward(self, sender: int, msg: RequestForward) -> None:
-        req = msg.request
-        client = self.log.clients.get(req.client_id)
-        if client is None or not req.sig:
-            self._evidence(sender, "forward.unsigned_or_unknown_client")
-            return
-        ctx = self.ctx
-        stmt = statement(
-            Tag.REQ, ctx.cluster, None, req.client_id, req.request_id, digest(req.payload)
-        )
-        if not verify_with_key(client.key, stmt, req.sig, ctx.verifier.counter):
-            self._evidence(sender, "forward.bad_signature")
-            return
-        if len(req.payload) > ctx.params.max_request_bytes:
-            return
-        if (
-            self.log.add(req.client_id, req.request_id, req.payload, req.sig, ctx.now_ns)
-            is not None
-            and self.is_leader()
-        ):
-            self._maybe_ready(req.client_id, req.request_id)
-        self.recheck_waiting(req.client_id, req.request_id)
-
-    def _maybe_ready(self, client_id: int, request_id: int) -> None:
-        req = self.log.clients[client_id].pending.get(request_id)
-        if req is None or req.proposed:
-            return
-        if not req.sig:
-            need = self.ctx.n - 1
-            if len(req.echoes) < need or any(d != req.digest for d in req.echoes.values()):
-                return
-        req.proposed = True
-        self.ready.append((client_id, request_id))
+        if self.intake.on_request_forward(sender, msg):
+            self.recheck_waiting(msg.request.client_id, msg.request.request_id)
 
     def propose(self) -> None:
         """Leader: cut batches from ready requests (called once per burst of events)."""
@@ -592,14 +476,15 @@ class Consensus:
             return
         ctx = self.ctx
         p = ctx.params
+        ready = self.intake.ready
         while (
-            self.ready
+            ready
             and self.inflight < p.inflight_max
             and self.next_propose < self.ckpt.last_ctb_ckpt + self.window
         ):
             entries: list[Entry] = []
-            while self.ready and len(entries) < p.batch_max:
-                cid, x = self.ready.popleft()
+            while ready and len(entries) < p.batch_max:
+                cid, x = ready.popleft()
                 req = self.log.clients[cid].pending.get(x)
                 if req is None:
                     continue  # executed meanwhile
@@ -617,7 +502,7 @@ class Consensus:
     # ================================================================== sync (lost frames)
 
     def pending(self) -> bool:
-        if self.waiting_requests or self.ready:
+        if self.waiting_requests or self.intake.ready:
             return True
         if any(not inst.decided and (inst.accepted or inst.waiting) for inst in self.inst.values()):
             return True
@@ -633,17 +518,7 @@ class Consensus:
         """Resend what may have been lost: request echoes, undecided votes, checkpoint shares."""
         ctx = self.ctx
         old = ctx.now_ns - ctx.params.sync_interval_ns // 2
-        if not self.is_leader():
-            for cid, entry in self.log.clients.items():
-                for x, req in entry.pending.items():
-                    if req.since_ns > old:
-                        continue  # young: the first echo is probably still in flight
-                    if req.sig:
-                        ctx.send(
-                            (self.leader,), RequestForward(Request(cid, x, req.payload, req.sig))
-                        )
-                    else:
-                        self.echo_out.append(RequestEcho(cid, x, req.digest))
+        self.intake.resend_pending(older_than_ns=old)
         for share in self.ckpt.own_shares(above=self.ckpt.stable_c):
             ctx.send_all(share)
         self.recheck_clock()
@@ -683,5 +558,5 @@ class Consensus:
             "checkpoint_shares": self.ckpt.footprint(),
             "stream_commits": sum(len(s.commits) for s in self.streams.values()),
             "waiting_requests": len(self.waiting_requests),
-            "ready": len(self.ready),
+            "ready": len(self.intake.ready),
         }

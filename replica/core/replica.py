@@ -81,8 +81,8 @@ class Replica:
             FastCommit: cons.on_fast_commit,
             PrepShare: cons.on_prep_share,
             CkptShare: cons.on_ckpt_share,
-            RequestEcho: cons.on_request_echo,
-            RequestEchoes: cons.on_request_echoes,
+            RequestEcho: cons.intake.on_request_echo,
+            RequestEchoes: cons.intake.on_request_echoes,
             RequestForward: cons.on_request_forward,
             Sync: cons.on_sync,
         }
@@ -183,7 +183,7 @@ class Replica:
         """Drain what the driver must do (raft's Ready): the leader cuts batches here, so
         requests that arrived in one burst share a Prepare."""
         self.consensus.propose()
-        self.consensus.flush_echoes()
+        self.consensus.intake.flush_echoes()
         self._settle()
         out = self.ctx.outbox
         self.ctx.outbox = []
