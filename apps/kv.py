@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import zlib
 from dataclasses import dataclass
 from typing import Final
 
@@ -351,6 +352,14 @@ def _keys(name: str, args: list[bytes | int]) -> list[bytes]:
     return [_key(name, arg) for arg in args]
 
 
+CHUNKS = 256
+
+
+def _chunk_of(key: bytes) -> int:
+    """The chunk a key belongs to: deterministic on every replica (unlike ``hash``)."""
+    return zlib.crc32(key) & (CHUNKS - 1)
+
+
 class KVStore:
     """A bytes -> bytes map driven by ``apply`` (the ``Application`` protocol).
 
@@ -371,6 +380,10 @@ class KVStore:
         # snapshot() and digest() are asked for at every checkpoint; writes invalidate both.
         self._snapshot: bytes | None = None
         self._digest: bytes | None = None
+        # The digest is over CHUNKS chunk digests (keys split by CRC-32), so a checkpoint
+        # rehashes only the chunks written since the last one, not the whole store.
+        self._chunk_keys: list[set[bytes]] = [set() for _ in range(CHUNKS)]
+        self._chunk_digests: list[bytes | None] = [None] * CHUNKS
 
     # -- Application protocol ------------------------------------------------------------------
 
@@ -426,12 +439,32 @@ class KVStore:
         self._data = data
         self._snapshot = snapshot
         self._digest = None
+        self._chunk_keys = [set() for _ in range(CHUNKS)]
+        for key in data:
+            self._chunk_keys[_chunk_of(key)].add(key)
+        self._chunk_digests = [None] * CHUNKS
 
     def digest(self) -> bytes:
-        """BLAKE2b-256 of ``snapshot()``, cached until the next write."""
+        """BLAKE2b-256 over the list of chunk digests, cached until the next write; a chunk's
+        digest covers its entries in key order and is recomputed only after a write to it."""
         if self._digest is None:
-            self._digest = hashlib.blake2b(self.snapshot(), digest_size=DIGEST_BYTES).digest()
+            digests = self._chunk_digests
+            parts: list[bytes] = []
+            for c, d in enumerate(digests):
+                if d is None:
+                    d = digests[c] = self._chunk_digest(c)
+                parts.append(d)
+            self._digest = hashlib.blake2b(b"".join(parts), digest_size=DIGEST_BYTES).digest()
         return self._digest
+
+    def _chunk_digest(self, c: int) -> bytes:
+        h = hashlib.blake2b(digest_size=DIGEST_BYTES)
+        data = self._data
+        for key in sorted(self._chunk_keys[c]):
+            value = data[key]
+            h.update(_U16.pack(len(key)) + key + _U32.pack(len(value)))
+            h.update(value)
+        return h.digest()
 
     # -- extras --------------------------------------------------------------------------------
 
@@ -465,9 +498,12 @@ class KVStore:
                 return Ok()
             case "DEL":
                 keys = _keys(name, args)
-                removed = sum(1 for key in keys if self._data.pop(key, None) is not None)
-                if removed:
-                    self._invalidate()
+                removed = 0
+                for key in keys:
+                    if self._data.pop(key, None) is not None:
+                        removed += 1
+                        self._chunk_keys[_chunk_of(key)].discard(key)
+                        self._invalidate(key)
                 return Integer(removed)
             case "INCR":
                 _arity(name, args, 2)
@@ -493,8 +529,10 @@ class KVStore:
             raise _BadCommand("store full")
         if self._data.get(key) != value:
             self._data[key] = value
-            self._invalidate()
+            self._chunk_keys[_chunk_of(key)].add(key)
+            self._invalidate(key)
 
-    def _invalidate(self) -> None:
+    def _invalidate(self, key: bytes) -> None:
         self._snapshot = None
         self._digest = None
+        self._chunk_digests[_chunk_of(key)] = None

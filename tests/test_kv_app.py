@@ -365,3 +365,23 @@ def test_max_keys_and_max_result_bytes() -> None:
         run(big, cmd_set(key, b""))
     with pytest.raises(ValueError):
         kv.restore(big.snapshot())
+
+
+def test_digest_recomputes_only_written_chunks_and_matches_a_fresh_store() -> None:
+    from ubft.apps.kv import CHUNKS
+
+    incremental = KVStore()
+    for j in range(2000):
+        incremental.apply(cmd_set(b"k%d" % j, b"v%d" % j), 0)
+        if j % 500 == 0:
+            incremental.digest()  # interleave digests with writes
+    incremental.apply(cmd_del(b"k7", b"k8"), 0)
+    incremental.apply(cmd_incr(b"n", 3), 0)
+    d = incremental.digest()
+    assert sum(x is None for x in incremental._chunk_digests) == 0
+    incremental.apply(cmd_set(b"k1", b"changed"), 0)
+    assert sum(x is None for x in incremental._chunk_digests) == 1 < CHUNKS
+    assert incremental.digest() != d
+    fresh = KVStore()
+    fresh.restore(incremental.snapshot())
+    assert fresh.digest() == incremental.digest()
