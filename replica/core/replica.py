@@ -224,6 +224,27 @@ class Replica:
     def me(self) -> int:
         return self.ctx.me
 
+    def check_invariants(self) -> None:
+        """Assert what must hold between any two events (the simulator calls it); a failure
+        is a bug in this code, never a peer's doing."""
+        ctx = self.ctx
+        t, w = ctx.params.tail, ctx.params.window
+        bc = self.ctb.broadcaster
+        assert bc.next_k <= bc.cert_c + t, "broadcast beyond the tail"
+        assert len(bc.tail) <= t, "broadcaster tail holds more than t messages"
+        for rx in self.ctb.receivers.values():
+            assert rx.k_d <= rx.cert_c + t, "delivered beyond the tail"
+            assert all(rx.k_d <= k < rx.cert_c + t for k in rx.slots), "slot outside the tail"
+        cons = self.consensus
+        ckpt = cons.ckpt
+        assert ckpt.last_ctb_ckpt <= ckpt.stable_c <= cons.exec_next + w
+        assert all(i < ckpt.last_ctb_ckpt + 2 * w for i in cons.inst), "instance beyond the bound"
+        assert all(i >= cons.exec_next for i in cons.decided), "decided below exec_next kept"
+        if cons.is_leader():
+            assert cons.next_propose <= ckpt.last_ctb_ckpt + w, "proposed beyond the window"
+        for entry in self.log.clients.values():
+            assert all(entry.h < x <= entry.h + self.log.window for x in entry.pending)
+
     def footprint(self) -> dict[str, int]:
         """Sizes of every structure the network can fill (for bounded-memory checks)."""
         out = self.consensus.footprint()

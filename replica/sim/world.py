@@ -326,7 +326,10 @@ class Simulation:
 
     def _observe(self) -> None:
         for r in sorted(self.correct):
-            self.memory.observe(r, self.replicas[r].footprint())
+            rep = self.replicas[r]
+            assert isinstance(rep, Replica)
+            rep.check_invariants()
+            self.memory.observe(r, rep.footprint())
 
     def start(self) -> None:
         """Schedule the clients and the plan's faults (once; ``run`` calls it if needed)."""
@@ -361,9 +364,9 @@ class Simulation:
                 self.heap = [x for x in self.heap if x[2] != _FAULT]
                 heapq.heapify(self.heap)
                 self._run_until(heal_at + plan.liveness_bound_ns)
+            self._observe()
         except AssertionError as exc:  # a broken invariant inside our own code
             self.crash_errors.append(f"crash: assertion failed: {exc!r}")
-        self._observe()
         return self._result(result)
 
     def _result(self, res: ScheduleResult) -> ScheduleResult:
