@@ -245,7 +245,7 @@ class Bench:
             mode = SlowPathMode.ALWAYS
         params = ProtocolParams(batch_max=spec.batch, slow_path_mode=mode)
         self.params = params
-        self.config, signers = make_cluster("bench", N, MEMNODES, params, rng, self.counter)
+        self.config, signers, _ = make_cluster("bench", N, MEMNODES, params, rng, self.counter)
         self.epoch = self.config.epoch
         client_keys: dict[int, bytes] = {}
         self.clients: dict[int, ClientSession] = {}

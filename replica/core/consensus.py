@@ -10,6 +10,7 @@ SealView / NewView needs.
 from __future__ import annotations
 
 from .actions import Decided, Executed, TimerKey, TimerKind
+from .admission import ADMIN_CLIENT_ID, RESULT_OK, AdminOp, command_statement, decode_admin_command
 from .app import Application
 from .certifier import Certifier
 from .checkpoint import CheckpointTracker
@@ -62,6 +63,7 @@ class Consensus:
         self.app_clock = 0
         self.ckpt = CheckpointTracker(ctx, self.low)
         self.certifier = Certifier(ctx)
+        self.admin_key = bytes.fromhex(ctx.config.admin_public_key)
         self.intake = RequestIntake(ctx, log, self.leader)
         self.streams = {r: Stream() for r in ctx.members}
         self.waiting_requests: dict[tuple[int, int], set[int]] = {}
@@ -370,9 +372,11 @@ class Consensus:
             for e in batch.entries:
                 verdict, cached = log.execute(e.client_id, e.request_id)
                 if verdict == "execute":
-                    result = log.record(
-                        e.client_id, e.request_id, self.app.apply(e.payload, self.app_clock)
-                    )
+                    if e.client_id == ADMIN_CLIENT_ID:
+                        out = self._admin(e.payload)
+                    else:
+                        out = self.app.apply(e.payload, self.app_clock)
+                    result = log.record(e.client_id, e.request_id, out)
                     ctx.outbox.append(Executed(i, e.client_id, e.request_id, e.payload, result))
                     self.intake.send_reply(e.client_id, e.request_id, result)
                 elif verdict == "skip" and cached is not None:
@@ -383,6 +387,27 @@ class Consensus:
             self.exec_next = i + 1
             if self.exec_next % self.interval == 0:
                 self._take_checkpoint(self.exec_next)
+
+    def _admin(self, payload: bytes) -> bytes:
+        """Execute an admin request: Register or Deregister, checked identically everywhere.
+        Only a command that succeeds consumes its sequence number."""
+        ctx = self.ctx
+        cmd = decode_admin_command(payload)
+        if cmd is None:
+            return b"ERR malformed admin command"
+        stmt = command_statement(cmd, ctx.cluster, ctx.epoch)
+        if not verify_with_key(self.admin_key, stmt, cmd.sig, ctx.verifier.counter):
+            return b"ERR bad admin signature"
+        if cmd.s <= self.log.admin_s:
+            return b"ERR stale sequence number"
+        if cmd.op is AdminOp.REGISTER:
+            err = self.log.register(cmd.client_id, cmd.key)
+        else:
+            err = self.log.deregister(cmd.client_id)
+        if err is not None:
+            return b"ERR " + err.encode()
+        self.log.admin_s = cmd.s
+        return RESULT_OK
 
     # ================================================================== checkpoints
 

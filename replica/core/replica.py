@@ -12,6 +12,7 @@ from typing import Any
 from ubft.memnode.register import RegisterClient
 
 from .actions import Action, SendMemnode, TimerKey, TimerKind
+from .admission import ADMIN_CLIENT_ID
 from .app import Application
 from .codec import decode, encode
 from .config import ClusterConfig
@@ -62,7 +63,18 @@ class Replica:
         self.ctx = ctx = Context(config, me, signer, verifier)
         self.regs = RegisterClient(me, config.memnode_ids)
         self.ctb = CtbCast(ctx, self.regs)
-        self.log = RequestLog(clients, config.params.client_window, config.params.max_reply_bytes)
+        p = config.params
+        if len(clients) > p.max_clients or ADMIN_CLIENT_ID in clients:
+            raise UsageError(
+                f"genesis clients: at most max_clients, none with id {ADMIN_CLIENT_ID}"
+            )
+        self.log = RequestLog(
+            clients,
+            p.client_window,
+            p.max_reply_bytes,
+            admin_key=bytes.fromhex(config.admin_public_key),
+            max_clients=p.max_clients,
+        )
         self.consensus = Consensus(ctx, self.ctb, app, self.log)
         self.ctb.bind(self.consensus)
         self._sync_armed = False
@@ -110,7 +122,8 @@ class Replica:
         self._settle()
 
     def receive_client(self, client_id: int, frame: bytes, now_ns: int) -> None:
-        """A frame from client ``client_id`` (authenticated by the link)."""
+        """A frame from client ``client_id`` (authenticated by the link; the admin is client
+        ``ADMIN_CLIENT_ID``)."""
         ctx = self.ctx
         ctx.now_ns = now_ns
         client = self.log.clients.get(client_id)

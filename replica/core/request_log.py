@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .admission import ADMIN_CLIENT_ID
 from .crypto import digest
 
 OUT_OF_WINDOW = b"\x00ubft:out-of-window"
@@ -36,12 +37,55 @@ class ClientEntry:
 
 
 class RequestLog:
-    __slots__ = ("clients", "max_reply", "window")
+    """``clients`` holds every registered client and the admin (id ``ADMIN_CLIENT_ID``), whose
+    requests carry Register / Deregister commands."""
 
-    def __init__(self, clients: dict[int, bytes], client_window: int, max_reply: int) -> None:
+    __slots__ = ("admin_s", "clients", "max_clients", "max_reply", "used_keys", "window")
+
+    def __init__(
+        self,
+        clients: dict[int, bytes],
+        client_window: int,
+        max_reply: int,
+        admin_key: bytes = b"",
+        max_clients: int = 1 << 30,
+    ) -> None:
+        if ADMIN_CLIENT_ID in clients:
+            raise ValueError(f"client id {ADMIN_CLIENT_ID} is reserved for the admin")
+        if len(clients) > max_clients:
+            raise ValueError("more genesis clients than max_clients")
         self.window = client_window
         self.max_reply = max_reply
+        self.max_clients = max_clients
         self.clients = {cid: ClientEntry(key) for cid, key in sorted(clients.items())}
+        if admin_key:
+            self.clients[ADMIN_CLIENT_ID] = ClientEntry(admin_key)
+        self.admin_s = 0  # last executed admin sequence number (checkpointed)
+        # every key a client id was ever registered with: an id comes back only with a new key
+        self.used_keys: dict[int, set[bytes]] = {cid: {key} for cid, key in clients.items()}
+
+    def registered(self) -> int:
+        return len(self.clients) - (ADMIN_CLIENT_ID in self.clients)
+
+    def register(self, client_id: int, key: bytes) -> str | None:
+        """Admit a client (executing an ordered Register); the reason it fails, or None."""
+        if client_id == ADMIN_CLIENT_ID:
+            return "reserved client id"
+        if key in self.used_keys.get(client_id, ()):
+            return "key already used for this client id"
+        old = self.clients.get(client_id)
+        if old is None and self.registered() >= self.max_clients:
+            return "max_clients reached"
+        # a new key is a new identity: a fresh table (its request ids start again at 1)
+        self.clients[client_id] = ClientEntry(key)
+        self.used_keys.setdefault(client_id, set()).add(key)
+        return None
+
+    def deregister(self, client_id: int) -> str | None:
+        if client_id == ADMIN_CLIENT_ID or client_id not in self.clients:
+            return "not registered"
+        del self.clients[client_id]
+        return None
 
     def in_window(self, entry: ClientEntry, request_id: int) -> bool:
         return entry.h < request_id <= entry.h + self.window and request_id not in entry.executed
@@ -131,8 +175,11 @@ class RequestLog:
 
     def table_bytes(self) -> bytes:
         """Canonical encoding of the client table (checkpointed state)."""
-        out = bytearray()
-        for cid, e in self.clients.items():
+        out = bytearray(self.admin_s.to_bytes(8, "big"))
+        for cid in sorted(self.used_keys):
+            for key in sorted(self.used_keys[cid]):
+                out += b"k" + cid.to_bytes(4, "big") + key
+        for cid, e in sorted(self.clients.items()):
             out += cid.to_bytes(4, "big") + e.key + e.h.to_bytes(8, "big")
             for x in sorted(e.executed):
                 out += b"x" + x.to_bytes(8, "big")

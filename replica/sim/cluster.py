@@ -21,9 +21,9 @@ def make_cluster(
     params: ProtocolParams,
     rng: random.Random,
     counter: SignatureCounter,
-) -> tuple[ClusterConfig, list[Signer]]:
+) -> tuple[ClusterConfig, list[Signer], Signer]:
     """Epoch 0 with members 0..n-1 (f = (n-1)/2) and memory nodes 0..memnodes-1; the
-    members' signers, all counting into ``counter``."""
+    members' signers and the admin's, all counting into ``counter``."""
     signers = [make_signer(rng, counter) for _ in range(n)]
     mem_keys = [make_signer(rng, counter).public_key for _ in range(memnodes)]
     admin = make_signer(rng, counter)
@@ -35,7 +35,7 @@ def make_cluster(
         admin_public_key=admin.public_key.hex(),
         params=params,
     )
-    return config, signers
+    return config, signers, admin
 
 
 def provision_stores(config: ClusterConfig) -> dict[int, MemoryNodeStore]:

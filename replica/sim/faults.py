@@ -18,6 +18,7 @@ SCENARIOS = (
     "memnode_crash_2",
     "byzantine_clients",
     "byzantine_registers",
+    "admission",
     "random",
 )
 
@@ -31,6 +32,7 @@ class FaultPlan:
     register_keys: int = 2
     counter_keys: int = 1
     byzantine_clients: int = 0
+    admitted_clients: int = 0  # not in the genesis table: the admin registers them first
     byzantine_client_behaviour: str = "mixed"
     byzantine_replica: int | None = None
     byzantine_behaviour: str = "silent"
@@ -47,6 +49,8 @@ class FaultPlan:
         parts = [self.scenario, f"clients={self.clients}x{self.ops_per_client}"]
         if self.byzantine_replica is not None:
             parts.append(f"byz=R{self.byzantine_replica}:{self.byzantine_behaviour}")
+        if self.admitted_clients:
+            parts.append(f"admitted={self.admitted_clients}")
         if self.byzantine_clients:
             parts.append(f"byz_clients={self.byzantine_clients}:{self.byzantine_client_behaviour}")
         if self.memnode_crashes:
@@ -118,6 +122,8 @@ def plan_for(scenario: str, rng: random.Random, n: int = 3, memnodes: int = 3) -
             byzantine_behaviour="bad_registers",
             slow_path_always=True,
         )
+    if scenario == "admission":
+        return FaultPlan(scenario, clients=1, admitted_clients=2)
     if scenario == "byzantine_clients":
         return FaultPlan(scenario, byzantine_clients=2, byzantine_client_behaviour="mixed")
     assert scenario == "random", scenario
@@ -152,4 +158,6 @@ def plan_for(scenario: str, rng: random.Random, n: int = 3, memnodes: int = 3) -
         plan.partitions.append((r, start, start + rng.randrange(1, 40) * _MS))
     if rng.random() < 0.4:
         plan.byzantine_clients = rng.randint(1, 2)
+    if rng.random() < 0.2:
+        plan.admitted_clients = 1
     return plan

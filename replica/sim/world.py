@@ -23,6 +23,7 @@ from ubft.replica.core.actions import (
     SetTimer,
     TimerKey,
 )
+from ubft.replica.core.admission import ADMIN_CLIENT_ID, RESULT_OK, AdminOp, admin_command
 from ubft.replica.core.codec import decode, encode
 from ubft.replica.core.config import ProtocolParams, SlowPathMode
 from ubft.replica.core.crypto import SignatureCounter, Tag, digest
@@ -39,9 +40,10 @@ from .linearizability import check as check_linearizable
 from .network import Network, Node
 from .workload import ByzantineClient, KVClient, key_names
 
-_DELIVER, _TIMER, _CLIENT_START, _BYZ_CLIENT, _FAULT = range(5)
+_DELIVER, _TIMER, _CLIENT_START, _BYZ_CLIENT, _FAULT, _ADMIN = range(6)
 CLIENT_BASE = 100
 BYZ_CLIENT_BASE = 200
+ADMITTED_CLIENT_BASE = 300
 
 
 @dataclass(slots=True)
@@ -88,10 +90,11 @@ class Simulation:
         base = params or ProtocolParams()
         if plan.slow_path_always:
             base = base.model_copy(update={"slow_path_mode": SlowPathMode.ALWAYS})
-        self.config, signers = make_cluster("sim", n, memnodes, base, keys_rng, self.counter)
+        self.config, signers, admin = make_cluster("sim", n, memnodes, base, keys_rng, self.counter)
         # clients: correct ones record a history; Byzantine ones misbehave on their own keys
         self.history = HistoryRecorder()
         self.clients: dict[int, KVClient] = {}
+        self.waiting_admission: set[int] = set()
         client_keys: dict[int, bytes] = {}
         for j in range(plan.clients):
             cid = CLIENT_BASE + j
@@ -116,6 +119,39 @@ class Simulation:
                 plan.byzantine_client_behaviour,
                 rounds=20,
             )
+        # admitted clients: registered by the admin (an ordered, admin-signed Register) and
+        # started once it succeeded; then the admin checks that a reused key and a stale
+        # sequence number are refused
+        self.admin: ClientSession | None = None
+        self.admin_commands: list[tuple[bytes, int, bytes]] = []  # payload, client, expected
+        self.admin_results: list[tuple[int, bytes, bytes]] = []  # client, expected, got
+        if plan.admitted_clients:
+            self.admin = ClientSession(self.config, ADMIN_CLIENT_ID, admin)
+            cluster, epoch = self.config.cluster_id_bytes, self.config.epoch
+            seq = 0
+            for j in range(plan.admitted_clients):
+                cid = ADMITTED_CLIENT_BASE + j
+                signer = make_signer(keys_rng, self.counter)
+                self.clients[cid] = KVClient(
+                    ClientSession(self.config, cid, signer),
+                    random.Random(self.rng_clients.getrandbits(64)),
+                    plan.ops_per_client,
+                    self.history,
+                    key_names(plan.register_keys, plan.counter_keys),
+                )
+                self.waiting_admission.add(cid)
+                seq += 1
+                cmd = admin_command(
+                    admin, cluster, epoch, AdminOp.REGISTER, cid, signer.public_key, seq
+                )
+                self.admin_commands.append((cmd, cid, RESULT_OK))
+            first = ADMITTED_CLIENT_BASE
+            reused = self.clients[first].session.signer.public_key
+            cmd = admin_command(admin, cluster, epoch, AdminOp.REGISTER, first, reused, seq + 1)
+            self.admin_commands.append((cmd, -1, b"ERR key already used for this client id"))
+            cmd = admin_command(admin, cluster, epoch, AdminOp.DEREGISTER, first, b"", 1)
+            self.admin_commands.append((cmd, -1, b"ERR stale sequence number"))
+            self.admin_commands.reverse()  # popped from the end
         # replicas
         self.replicas: dict[int, Replica | ByzantineReplica] = {}
         self.correct: set[int] = set()
@@ -178,7 +214,11 @@ class Simulation:
                 for dst in a.targets:
                     self._send(src, ("R", dst), a.frame)
             elif isinstance(a, SendClient):
-                if a.client_id in self.clients or a.client_id in self.byz_clients:
+                if (
+                    a.client_id in self.clients
+                    or a.client_id in self.byz_clients
+                    or (a.client_id == ADMIN_CLIENT_ID and self.admin is not None)
+                ):
                     self._send(src, ("C", a.client_id), a.frame)
             elif isinstance(a, SendMemnode):
                 self._send(src, ("M", a.node), a.frame)
@@ -212,6 +252,33 @@ class Simulation:
             elif isinstance(a, Completed) and client.on_completed(a, self.now):
                 self._push(self.now + self.rng_clients.randrange(1_000, 50_000), _CLIENT_START, cid)
 
+    def _admin_next(self) -> None:
+        admin = self.admin
+        if admin is None or not self.admin_commands or admin.outstanding:
+            return
+        payload, _, _ = self.admin_commands[-1]
+        x = admin.submit(payload, self.now)
+        self.validity.issue(ADMIN_CLIENT_ID, x, digest(payload))
+        self._admin_actions()
+
+    def _admin_actions(self) -> None:
+        admin = self.admin
+        assert admin is not None
+        src = ("C", ADMIN_CLIENT_ID)
+        for a in admin.take_actions():
+            if isinstance(a, Send):
+                for dst in a.targets:
+                    self._send(src, ("R", dst), a.frame)
+            elif isinstance(a, SetTimer):
+                self._push(a.at_ns, _TIMER, src, a.key)
+            elif isinstance(a, Completed):
+                _, cid, expected = self.admin_commands.pop()
+                self.admin_results.append((cid, expected, a.result))
+                if a.result == RESULT_OK and cid in self.waiting_admission:
+                    self.waiting_admission.discard(cid)
+                    self._push(self.now + 1_000, _CLIENT_START, cid)
+                self._admin_next()
+
     def _start_client_op(self, cid: int) -> None:
         client = self.clients[cid]
         client.start_next(self.now)
@@ -238,6 +305,9 @@ class Simulation:
             if ident in self.clients:
                 self.clients[ident].session.receive(src[1], frame, self.now)
                 self._client_actions(ident)
+            elif ident == ADMIN_CLIENT_ID and self.admin is not None:
+                self.admin.receive(src[1], frame, self.now)
+                self._admin_actions()
         else:
             if ident in self.crashed:
                 return
@@ -254,6 +324,9 @@ class Simulation:
         if kind == "R":
             self.replicas[ident].timer_fired(key, self.now)
             self._replica_actions(ident)
+        elif ident == ADMIN_CLIENT_ID and self.admin is not None:
+            self.admin.timer_fired(key, self.now)
+            self._admin_actions()
         else:
             self.clients[ident].session.timer_fired(key, self.now)
             self._client_actions(ident)
@@ -296,8 +369,10 @@ class Simulation:
                     self.net.heal(("R", x), ("R", other))
 
     def _all_done(self) -> bool:
-        return all(c.done() for c in self.clients.values()) and all(
-            b.rounds == 0 for b in self.byz_clients.values()
+        return (
+            all(c.done() for c in self.clients.values())
+            and all(b.rounds == 0 for b in self.byz_clients.values())
+            and not self.admin_commands
         )
 
     def _run_until(self, end_ns: int, stop_when_done: bool = True) -> None:
@@ -319,6 +394,8 @@ class Simulation:
                 self._start_client_op(item[3])
             elif kind == _BYZ_CLIENT:
                 self._byz_client_round(item[3])
+            elif kind == _ADMIN:
+                self._admin_next()
             else:
                 self._fault(item[3])
             if self.events % observe_every == 0:
@@ -337,7 +414,10 @@ class Simulation:
             return
         self._started = True
         for cid in sorted(self.clients):
-            self._push(self.rng_clients.randrange(0, 200_000), _CLIENT_START, cid)
+            if cid not in self.waiting_admission:
+                self._push(self.rng_clients.randrange(0, 200_000), _CLIENT_START, cid)
+        if self.admin is not None:
+            self._push(0, _ADMIN, 0)
         for cid in sorted(self.byz_clients):
             self._push(self.rng_byz.randrange(0, 100_000), _BYZ_CLIENT, cid)
         self._schedule_faults()
@@ -386,6 +466,11 @@ class Simulation:
                     res.violations.append(
                         f"client {cid} accepted a result for #{x} that no correct replica produced"
                     )
+        for cid, expected, got in self.admin_results:
+            if got != expected:
+                res.violations.append(
+                    f"admission: command for client {cid} gave {got!r}, expected {expected!r}"
+                )
         verdict = check_linearizable(res.history)
         res.linearizable = verdict.ok
         if not verdict.ok:
@@ -394,6 +479,8 @@ class Simulation:
             stuck = {cid: c.current_id for cid, c in self.clients.items() if not c.done()}
             if not stuck:
                 stuck = {cid: b.rounds for cid, b in self.byz_clients.items() if b.rounds}
+            if not stuck and self.admin_commands:
+                stuck = {ADMIN_CLIENT_ID: len(self.admin_commands)}
             res.violations.append(f"liveness: requests unanswered after healing: {stuck}")
         res.requests_issued = sum(
             c.completed + (1 if c.current else 0) for c in self.clients.values()
