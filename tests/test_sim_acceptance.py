@@ -231,3 +231,15 @@ def test_cli_history_dir_writes_one_file_per_schedule_with_the_same_verdict(tmp_
             json.loads(line)["type"] in ("invoke", "ok", "fail", "info") for line in lines
         )
         assert check(read_jsonl(path)).ok == (f"seed={seed}" not in reported_bad)
+
+
+def test_trace_describes_every_event_of_a_schedule() -> None:
+    import io
+
+    out = io.StringIO()
+    res = run_schedule(3, "timely", trace=out)
+    lines = out.getvalue().splitlines()
+    assert res.violations == [] and 0 < len(lines) <= res.events
+    text = out.getvalue()
+    for needle in ("Request(", "Ctb(b=0, k=0, m=Prepare(", "Promise(", "FastCommit(", "Reply("):
+        assert needle in text

@@ -38,6 +38,7 @@ def _simulate(args: argparse.Namespace) -> int:
         args.seed,
         args.scenario,
         history_dir=Path(args.history_dir) if args.history_dir else None,
+        trace=sys.stderr if args.trace else None,
         progress=progress,
     )
     if live:
@@ -79,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--json", action="store_true", help="print one JSON object")
     sim.add_argument("--progress", action="store_true", help="live summary on stderr")
     sim.add_argument("--history-dir", help="write each schedule's client history (JSON lines)")
+    sim.add_argument(
+        "--trace", action="store_true", help="print every event to stderr (one line each)"
+    )
     sim.set_defaults(func=_simulate)
     sub.add_parser("bench-core", help="CPU cost of the protocol core (see: ubft bench-core --help)")
     args = parser.parse_args(argv)

@@ -6,16 +6,20 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .faults import plan_for
 from .history import write_jsonl
+from .trace import Tracer
 from .world import ScheduleResult, Simulation
 
 
-def run_schedule(seed: int, scenario: str = "mixed") -> ScheduleResult:
+def run_schedule(seed: int, scenario: str = "mixed", trace: TextIO | None = None) -> ScheduleResult:
     plan = plan_for(scenario, random.Random(seed ^ 0x5EED))
-    return Simulation(seed, plan).run()
+    sim = Simulation(seed, plan)
+    if trace is not None:
+        sim.tracer = Tracer(trace)
+    return sim.run()
 
 
 def run_schedules(
@@ -23,6 +27,7 @@ def run_schedules(
     seed: int,
     scenario: str = "mixed",
     history_dir: Path | None = None,
+    trace: TextIO | None = None,
     progress: Callable[[int, ScheduleResult, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Schedule j runs with seed ``seed + j``. Returns the JSON summary."""
@@ -46,7 +51,7 @@ def run_schedules(
         history_dir.mkdir(parents=True, exist_ok=True)
     for j in range(schedules):
         s = seed + j
-        res = run_schedule(s, scenario)
+        res = run_schedule(s, scenario, trace)
         summary["schedules"] += 1
         for key in (
             "requests_completed",

@@ -38,6 +38,7 @@ from .faults import FaultPlan
 from .history import HistoryRecorder, Op
 from .linearizability import check as check_linearizable
 from .network import Network, Node
+from .trace import Tracer
 from .workload import ByzantineClient, KVClient, key_names
 
 _DELIVER, _TIMER, _CLIENT_START, _BYZ_CLIENT, _FAULT, _ADMIN = range(6)
@@ -189,6 +190,7 @@ class Simulation:
         self.events = 0
         self.decisions_at_leader: list[tuple[int, bool]] = []
         self.crash_errors: list[str] = []
+        self.tracer: Tracer | None = None  # set to trace every event
         self._started = False
         self._issued_seen: set[tuple[int, int]] = set()
         self.client_evidence = 0
@@ -290,6 +292,8 @@ class Simulation:
     # ------------------------------------------------------------------ events
 
     def _deliver(self, dst: Node, src: Node, frame: bytes) -> None:
+        if self.tracer is not None:
+            self.tracer.deliver(self.now, src, dst, frame)
         kind, ident = dst
         if kind == "R":
             node = self.replicas[ident]
@@ -320,6 +324,8 @@ class Simulation:
                 self._send(dst, src, encode(reply, epoch))
 
     def _timer(self, node: Node, key: TimerKey) -> None:
+        if self.tracer is not None:
+            self.tracer.timer(self.now, node, key)
         kind, ident = node
         if kind == "R":
             self.replicas[ident].timer_fired(key, self.now)
@@ -355,6 +361,8 @@ class Simulation:
 
     def _fault(self, what: tuple[str, int]) -> None:
         action, x = what
+        if self.tracer is not None:
+            self.tracer.note(self.now, f"fault {action} {x}")
         if action == "crash":
             self.crashed.add(x)
         elif action == "recover":
