@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ubft.replica.core.messages import MemRead, MemReadReply, MemWrite, MemWriteReply
+from ubft.replica.core.messages import MemMarkKnown, MemRead, MemReadReply, MemWrite, MemWriteReply
 
 from .layout import EMPTY_REGISTER, REGISTER_BYTES, SUBSLOT_BYTES
 
@@ -97,10 +97,16 @@ class MemoryNodeStore:
         )
         self._members.setdefault(epoch, set()).add(writer)
 
-    def mark_known(self, requester: int, epoch: int, writer: int) -> int:
-        """The writer says it has rewritten its unknown area: reads are served from now on."""
+    def mark_known(
+        self, requester: int, epoch: int, writer: int, node_incarnation: int | None = None
+    ) -> int:
+        """The writer says it has rewritten its unknown area: reads are served from now on.
+        ``node_incarnation`` is the incarnation its rewrites were acknowledged in: if this node
+        restarted since, they were lost and the area stays unknown."""
         if requester != writer:
             return self._reject(REASON_NOT_WRITER)
+        if node_incarnation is not None and node_incarnation != self.incarnation:
+            return STATUS_UNKNOWN
         area = self._areas.get((epoch, writer))
         if area is None:
             return self._reject(REASON_UNKNOWN_AREA)
@@ -119,10 +125,17 @@ class MemoryNodeStore:
 
     # ------------------------------------------------------------------ requests (wire)
 
-    def handle(self, requester: int, msg: MemRead | MemWrite) -> MemReadReply | MemWriteReply:
+    def handle(
+        self, requester: int, msg: MemRead | MemWrite | MemMarkKnown
+    ) -> MemReadReply | MemWriteReply:
         """Serve one request from the authenticated member ``requester``; never raises."""
         if isinstance(msg, MemWrite):
             return MemWriteReply(msg.op_id, self.incarnation, self._write(requester, msg))
+        if isinstance(msg, MemMarkKnown):
+            if not _ints(msg.epoch, msg.writer, msg.node_incarnation):
+                return MemWriteReply(msg.op_id, self.incarnation, self._reject(REASON_MALFORMED))
+            status = self.mark_known(requester, msg.epoch, msg.writer, msg.node_incarnation)
+            return MemWriteReply(msg.op_id, self.incarnation, status)
         status, data = self._read(requester, msg)
         return MemReadReply(msg.op_id, self.incarnation, status, data)
 
@@ -168,7 +181,9 @@ class MemoryNodeStore:
         start = offset + msg.subslot * SUBSLOT_BYTES
         # A whole sub-slot in one assignment: the TCP backend's writes are atomic.
         area.memory[start : start + SUBSLOT_BYTES] = msg.data
-        return STATUS_OK
+        # Applied, but in an area readers cannot see yet: not an acknowledgement for the
+        # writer's quorum; it tells the writer to rewrite the area and mark it known.
+        return STATUS_OK if area.known else STATUS_UNKNOWN
 
     def _reject(self, reason: str) -> int:
         self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + 1

@@ -44,6 +44,7 @@ from ubft.replica.core.messages import (
     Entry,
     Equivocation,
     FastCommit,
+    MemMarkKnown,
     MemRead,
     MemReadReply,
     MemWrite,
@@ -144,6 +145,7 @@ MESSAGES: list[Message] = [
     MemReadReply(99, 5, 0, REGISTER),
     MemReadReply(98, 5, 1, b""),
     MemWriteReply(100, 5, 2),
+    MemMarkKnown(101, 0, 2, 7),
 ]
 
 REPLICA_KINDS = [int(k) for k in MsgKind if k < MsgKind.REQUEST]
@@ -222,6 +224,7 @@ _KIND_OF: dict[type, int] = {
     MemWrite: MsgKind.MEM_WRITE,
     MemReadReply: MsgKind.MEM_READ_REPLY,
     MemWriteReply: MsgKind.MEM_WRITE_REPLY,
+    MemMarkKnown: MsgKind.MEM_MARK_KNOWN,
 }
 
 
@@ -614,6 +617,7 @@ MESSAGE_STRATEGIES: dict[type, st.SearchStrategy[typing.Any]] = {
         MemReadReply, U64, U64, STATUS, st.sampled_from([b"", REGISTER, bytes(MEM_REGISTER_BYTES)])
     ),
     MemWriteReply: st.builds(MemWriteReply, U64, U64, STATUS),
+    MemMarkKnown: st.builds(MemMarkKnown, U64, U32, U16, U64),
 }
 PAYLOAD_STRATEGIES: dict[type, st.SearchStrategy[typing.Any]] = {
     Prepare: st.builds(Prepare, U64, U64, BATCHES),

@@ -72,9 +72,15 @@ def test_stray_replies_are_ignored() -> None:
     assert client.on_reply(10, MemWriteReply(12345, 1, STATUS_OK)) == []  # unknown op
     assert client.on_reply(10, MemReadReply(msg.op_id, 1, STATUS_OK, b"")) == []  # wrong kind
     assert client.on_reply(10, _ack(msg, STATUS_REJECTED)) == []
+    client.take_outgoing()
+    # "unknown" for a write: applied where readers cannot see it, so no ack; it starts the
+    # recovery of that node (nothing written yet, so straight to MemMarkKnown)
     assert client.on_reply(11, _ack(msg, STATUS_UNKNOWN)) == []
+    assert [(node, type(m).__name__) for node, m in client.take_outgoing()] == [
+        (11, "MemMarkKnown")
+    ]
     assert client.on_reply(12, _ack(msg)) == []  # only one real ack so far
-    assert client.pending_ops() == 1
+    assert client.pending_ops() == 2  # the write and the mark
 
 
 def test_write_to_another_writers_register_or_bad_value_raises() -> None:
@@ -184,7 +190,8 @@ def test_memory_stays_bounded_and_forget_epoch_drops_state() -> None:
         while batch := client.take_outgoing():
             _answer(client, batch, set(NODES))
     assert client.pending_ops() == 0
-    assert client.footprint() <= 4 + len(NODES)  # latest sub-slot per register + incarnations
+    # latest sub-slot and data per register + incarnations
+    assert client.footprint() <= 2 * 4 + len(NODES)
     client.write(ADDR, 1, _value(1), token=None)
     client.write(ADDR, 2, _value(2), token=None)
     client.forget_epoch(ADDR.epoch)
@@ -222,3 +229,59 @@ def test_end_to_end_with_three_memory_nodes() -> None:
     forged = MemWrite(99, 1, 0, 1, 3, 0, encode_subslot(50, _value(50)))
     assert all(store.handle(2, forged).status == STATUS_REJECTED for store in stores.values())
     assert all(store.rejected_total == 1 for store in stores.values())
+
+
+def test_a_node_that_lost_its_memory_gets_our_registers_back_before_it_counts() -> None:
+    """PROTOCOL.md section 1: a restarted memory node reads "unknown" until each writer has
+    rewritten its latest values there and marked the area known; until then it is no ack."""
+    from ubft.memnode.store import MemoryNodeStore
+
+    members = (0, 1, 2)
+    stores = {n: MemoryNodeStore(n, incarnation=1) for n in NODES}
+    for store in stores.values():
+        for w in members:
+            store.provision_area(1, w, members, 8)
+    writer, reader = RegisterClient(0, NODES), RegisterClient(1, NODES)
+
+    def pump(client: RegisterClient, owner: int, down: set[int]) -> list[WriteDone | ReadDone]:
+        done: list[WriteDone | ReadDone] = []
+        while batch := client.take_outgoing():
+            for node, m in batch:
+                if node not in down:
+                    done += client.on_reply(node, stores[node].handle(owner, m))
+        return done
+
+    for slot in range(3):
+        writer.write(ADDR._replace(slot=slot), 1, _value(slot + 1), token=slot)
+    assert len(pump(writer, 0, set())) == 3
+    # node 10 restarts: new incarnation, every area unknown
+    stores[10] = MemoryNodeStore(10, incarnation=2)
+    for w in members:
+        stores[10].provision_area(1, w, members, 8, known=False)
+    # with node 11 down, a read cannot complete: 10 answers "unknown"
+    reader.read(ADDR._replace(slot=1), token="r")
+    assert pump(reader, 1, {11}) == []
+    # the writer's next write meets the new incarnation ("unknown"): it rewrites slots 0-2
+    # there, marks the area known, and only then does node 10 count again
+    writer.write(ADDR._replace(slot=4), 1, _value(9), token="w")
+    sent: list[tuple[int, str]] = []
+    done: list[WriteDone | ReadDone] = []
+    for _ in range(2):  # the first round meets "unknown"; the retry after the mark completes
+        while batch := writer.take_outgoing():
+            for node, m in batch:
+                sent.append((node, type(m).__name__))
+                if node != 11:
+                    done += writer.on_reply(node, stores[node].handle(0, m))
+        if not done:
+            writer.retry()
+    assert sent.count((10, "MemMarkKnown")) == 1
+    assert sent.count((10, "MemWrite")) >= 1 + 3  # the new write and the three rewrites
+    assert done == [WriteDone("w", ADDR._replace(slot=4))]
+    assert writer.pending_ops() == 0
+    for slot in range(3):  # what node 10 lost is back there
+        raw = stores[10].handle(1, MemRead(0, 1, 0, ADDR.b, slot))
+        assert isinstance(raw, MemReadReply) and parse_register(raw.data) == (1, _value(slot + 1))
+    # now the reader completes with 10 and 12, and sees the value from before the restart
+    reader.retry()
+    (read,) = pump(reader, 1, {11})
+    assert isinstance(read, ReadDone) and read.result == (1, _value(2))

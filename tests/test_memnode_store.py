@@ -127,8 +127,10 @@ def test_unknown_area_reads_unknown_until_its_writer_marks_it_known() -> None:
     store.provision_area(EPOCH, 1, MEMBERS, TAIL)
     reply = _read(store, 1, 0, 1, 0)
     assert (reply.status, reply.data) == (STATUS_UNKNOWN, b"")
-    assert _write(store, 0, MemWrite(1, EPOCH, 0, 1, 0, 0, _sub(4))) == STATUS_OK
+    # applied, but answered "unknown": it does not count toward the writer's quorum yet
+    assert _write(store, 0, MemWrite(1, EPOCH, 0, 1, 0, 0, _sub(4))) == STATUS_UNKNOWN
     assert store.mark_known(1, EPOCH, 0) == STATUS_REJECTED  # only the writer may
+    assert store.mark_known(0, EPOCH, 0, node_incarnation=2) == STATUS_UNKNOWN  # rewrites lost
     assert _read(store, 1, 0, 1, 0).status == STATUS_UNKNOWN
     assert store.mark_known(0, EPOCH, 0) == STATUS_OK
     assert parse_register(_read(store, 1, 0, 1, 0).data) == (4, bytes([1]) * VALUE_BYTES)
@@ -156,3 +158,16 @@ def test_allocation_for_three_replicas_at_default_tail() -> None:
     both.release_epoch(EPOCH)
     assert both.allocated_bytes() == 184_320
     assert both.handle(0, MemRead(1, EPOCH, 0, 1, 0)).status == STATUS_REJECTED
+
+
+def test_mark_known_over_the_wire_binds_the_node_incarnation() -> None:
+    from ubft.replica.core.messages import MemMarkKnown
+
+    store = MemoryNodeStore(node_id=10, incarnation=3)
+    store.provision_area(EPOCH, 0, MEMBERS, TAIL, known=False)
+    store.provision_area(EPOCH, 1, MEMBERS, TAIL)
+    assert store.handle(0, MemMarkKnown(9, EPOCH, 0, 2)).status == STATUS_UNKNOWN
+    assert store.handle(1, MemMarkKnown(9, EPOCH, 0, 3)).status == STATUS_REJECTED
+    reply = store.handle(0, MemMarkKnown(9, EPOCH, 0, 3))
+    assert (reply.op_id, reply.node_incarnation, reply.status) == (9, 3, STATUS_OK)
+    assert _read(store, 1, 0, 1, 0).status == STATUS_OK

@@ -243,3 +243,26 @@ def test_trace_describes_every_event_of_a_schedule() -> None:
     text = out.getvalue()
     for needle in ("Request(", "Ctb(b=0, k=0, m=Prepare(", "Promise(", "FastCommit(", "Reply("):
         assert needle in text
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_memory_node_that_restarts_empty_is_rewritten_before_it_counts(seed: int) -> None:
+    """PROTOCOL.md section 1, amnesia: memory node A crashes and returns with an empty memory
+    (new incarnation, areas "unknown"); then memory node B crashes for good. A follower muted on
+    the fast paths forces every delivery through the registers, so the correct replicas keep
+    deciding only if every writer rewrote its registers on A and marked them known."""
+    import random
+
+    from ubft.replica.sim.faults import plan_for
+
+    plan = plan_for("memnode_amnesia", random.Random(seed ^ 0x5EED))
+    sim = Simulation(seed, plan)
+    res = sim.run()
+    sim.run_until(sim.now + 100 * MS, stop_when_done=False)  # let the slowest replica finish
+    assert res.violations == []
+    assert res.requests_completed == res.requests_issued > 0
+    restarted = plan.memnode_crashes[0][0]
+    assert sim.stores[restarted].incarnation > 1
+    assert all(area.known for area in sim.stores[restarted]._areas.values())
+    executed = {r: sim.replicas[r].consensus.exec_next for r in sim.correct}  # type: ignore[union-attr]
+    assert len(set(executed.values())) == 1, executed

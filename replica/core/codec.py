@@ -51,6 +51,7 @@ Bodies (memory nodes)::
     MEM_READ_REPLY   op_id u64 | node_incarnation u64 | status u8 (0, 1 or 2)
                      | u8 n | data (n = 0 or MEM_REGISTER_BYTES = 240)
     MEM_WRITE_REPLY  op_id u64 | node_incarnation u64 | status u8 (0, 1 or 2)
+    MEM_MARK_KNOWN   op_id u64 | epoch u32 | writer u16 | node_incarnation u64
 
 (``subslot`` is any u8: the memory node itself rejects one that is not 0 or 1.)
 
@@ -119,6 +120,7 @@ from .messages import (
     Entry,
     Equivocation,
     FastCommit,
+    MemMarkKnown,
     MemRead,
     MemReadReply,
     MemWrite,
@@ -224,6 +226,7 @@ _K_MEM_READ = int(MsgKind.MEM_READ)
 _K_MEM_WRITE = int(MsgKind.MEM_WRITE)
 _K_MEM_READ_REPLY = int(MsgKind.MEM_READ_REPLY)
 _K_MEM_WRITE_REPLY = int(MsgKind.MEM_WRITE_REPLY)
+_K_MEM_MARK_KNOWN = int(MsgKind.MEM_MARK_KNOWN)
 
 _P_PREPARE = int(PayloadKind.PREPARE)
 _P_COMMIT = int(PayloadKind.COMMIT)
@@ -620,6 +623,17 @@ def _e_mem_write_reply(m: MemWriteReply, epoch: int) -> bytes:
     )
 
 
+_B_MEM_MARK_KNOWN = struct.Struct(">QIHQ")
+_F_MEM_MARK_KNOWN = _frame_struct("QIHQ")
+
+
+def _e_mem_mark_known(m: MemMarkKnown, epoch: int) -> bytes:
+    s = _F_MEM_MARK_KNOWN
+    return s.pack(
+        s.size - 4, _V, _K_MEM_MARK_KNOWN, epoch, m.op_id, m.epoch, m.writer, m.node_incarnation
+    )
+
+
 _ENCODERS: dict[type, Callable[[Any, int], bytes]] = {
     Ctb: _e_ctb,
     CtbEcho: _e_ctb_echo,
@@ -642,6 +656,7 @@ _ENCODERS: dict[type, Callable[[Any, int], bytes]] = {
     MemWrite: _e_mem_write,
     MemReadReply: _e_mem_read_reply,
     MemWriteReply: _e_mem_write_reply,
+    MemMarkKnown: _e_mem_mark_known,
 }
 
 
@@ -1025,6 +1040,7 @@ _DECODERS[_K_MEM_READ] = _fixed(_B_MEM_READ, MemRead)
 _DECODERS[_K_MEM_WRITE] = _fixed(_B_MEM_WRITE, MemWrite)
 _DECODERS[_K_MEM_READ_REPLY] = _d_mem_read_reply
 _DECODERS[_K_MEM_WRITE_REPLY] = _d_mem_write_reply
+_DECODERS[_K_MEM_MARK_KNOWN] = _fixed(_B_MEM_MARK_KNOWN, MemMarkKnown)
 
 assert sorted(k for k, d in enumerate(_DECODERS) if d is not None) == sorted(map(int, MsgKind))
 assert len(_ENCODERS) == len(MsgKind)

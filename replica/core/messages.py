@@ -37,6 +37,7 @@ class MsgKind(IntEnum):
     MEM_WRITE = 49
     MEM_READ_REPLY = 50
     MEM_WRITE_REPLY = 51
+    MEM_MARK_KNOWN = 52  # a writer has rewritten its area after the node lost its memory
 
 
 class PayloadKind(IntEnum):
@@ -272,6 +273,17 @@ class MemWrite:
 
 
 @dataclass(frozen=True, slots=True)
+class MemMarkKnown:
+    """The writer rewrote its whole area of ``epoch`` on this node, in ``node_incarnation``;
+    answered with a MemWriteReply."""
+
+    op_id: int
+    epoch: int
+    writer: int
+    node_incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
 class MemReadReply:
     op_id: int
     node_incarnation: int
@@ -306,6 +318,7 @@ Message = (
     | Reply
     | MemRead
     | MemWrite
+    | MemMarkKnown
     | MemReadReply
     | MemWriteReply
 )

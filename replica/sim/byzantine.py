@@ -11,10 +11,12 @@ from ubft.replica.core.actions import Action, Send, SendClient, SendMemnode
 from ubft.replica.core.codec import decode, decode_payload, encode, encode_payload
 from ubft.replica.core.crypto import Tag, digest
 from ubft.replica.core.errors import DecodeError
-from ubft.replica.core.messages import Batch, Ctb, CtbSig, MemWrite, Prepare
+from ubft.replica.core.messages import Batch, Ctb, CtbSig, MemWrite, MsgKind, Prepare
 from ubft.replica.core.replica import Replica
 
-BEHAVIOURS = ("equivocate", "silent", "garble", "forge", "bad_registers")
+BEHAVIOURS = ("equivocate", "silent", "garble", "forge", "bad_registers", "mute_fast_path")
+# what a replica muted on the fast paths withholds: the votes those paths wait for
+_FAST_PATH_VOTES = frozenset((MsgKind.CTB_ECHO, MsgKind.PROMISE, MsgKind.FAST_COMMIT))
 
 
 class ByzantineReplica:
@@ -25,7 +27,9 @@ class ByzantineReplica:
     - "silent": sends nothing between ``silent_from_ns`` and ``silent_until_ns``;
     - "garble": flips bytes in some frames;
     - "forge": replaces signatures in its frames with random bytes;
-    - "bad_registers": writes garbage, forged or replayed values into its own registers.
+    - "bad_registers": writes garbage, forged or replayed values into its own registers;
+    - "mute_fast_path": withholds its CTBcast echoes, promises and FastCommits (and nothing
+      else), so every message and decision goes the slow way.
     """
 
     def __init__(
@@ -73,6 +77,10 @@ class ByzantineReplica:
             if self.silent_from_ns <= now < self.silent_until_ns:
                 return [a for a in actions if not isinstance(a, Send | SendClient | SendMemnode)]
             return actions
+        if self.behaviour == "mute_fast_path":
+            return [
+                a for a in actions if not (isinstance(a, Send) and a.frame[5] in _FAST_PATH_VOTES)
+            ]
         out: list[Action] = []
         for a in actions:
             if isinstance(a, Send):

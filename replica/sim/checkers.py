@@ -97,7 +97,11 @@ def footprint_bounds(params: ProtocolParams, n: int, clients: int, memnodes: int
         "waiting_requests": 2 * w,
         "ready": clients * cw,
         "ctbcast": (t + 2 * w + 4 + 3 * n) + (n - 1) * (t + t * (n - 2)),
-        "register_client": (n - 1) * t * (n - 1) * (memnodes + 2) + (n - 1) * t,
+        # ops in flight, latest sub-slot and data per own register, node incarnations, and
+        # rewrites of the whole area on each memory node that restarted
+        "register_client": (n - 1) * t * (n - 1) * (memnodes + 2)
+        + 2 * (n - 1) * t
+        + memnodes * ((n - 1) * t + 3),
         "request_log": clients * (1 + 2 * cw + cw * (n + 1) + cw * n),
         "evidence": (n + clients) * (params.evidence_per_peer_max + 64),
     }

@@ -16,6 +16,7 @@ SCENARIOS = (
     "equivocating_broadcaster",
     "memnode_crash_1",
     "memnode_crash_2",
+    "memnode_amnesia",
     "byzantine_clients",
     "byzantine_registers",
     "admission",
@@ -40,6 +41,7 @@ class FaultPlan:
     silent_until_ns: int = 1 << 62
     partitions: list[tuple[int, int, int]] = field(default_factory=list)  # replica, from, until
     memnode_crashes: list[tuple[int, int, int]] = field(default_factory=list)  # node, from, until
+    memnode_amnesia: bool = False  # a crashed memory node returns with a new, empty memory
     slow_path_always: bool = False
     expect_liveness: bool = True
     safety_phase_ns: int = 400 * _MS
@@ -53,6 +55,8 @@ class FaultPlan:
             parts.append(f"admitted={self.admitted_clients}")
         if self.byzantine_clients:
             parts.append(f"byz_clients={self.byzantine_clients}:{self.byzantine_client_behaviour}")
+        if self.memnode_amnesia:
+            parts.append("amnesia")
         if self.memnode_crashes:
             parts.append(
                 "memnode_crashes="
@@ -113,6 +117,18 @@ def plan_for(scenario: str, rng: random.Random, n: int = 3, memnodes: int = 3) -
             memnode_crashes=[(down[0], 0, 80 * _MS), (down[1], 0, 80 * _MS)],
             byzantine_replica=rng.choice(followers),
             byzantine_behaviour="silent",
+        )
+    if scenario == "memnode_amnesia":
+        # one memory node restarts empty; before a second one crashes, every writer must have
+        # rewritten its registers there (a muted follower forces the slow path throughout)
+        a, b = rng.sample(range(memnodes), 2)
+        return FaultPlan(
+            scenario,
+            ops_per_client=24,
+            memnode_crashes=[(a, 1 * _MS, 8 * _MS), (b, 15 * _MS, 1 << 62)],
+            memnode_amnesia=True,
+            byzantine_replica=rng.choice(followers),
+            byzantine_behaviour="mute_fast_path",
         )
     if scenario == "byzantine_registers":
         # a follower lies in its own registers while every CTBcast message goes the slow way

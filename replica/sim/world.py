@@ -12,6 +12,7 @@ from typing import Any
 
 from ubft.apps.kv import KVStore
 from ubft.client.session import ClientSession, Completed
+from ubft.memnode.store import MemoryNodeStore
 from ubft.replica.core.actions import (
     Decided,
     Delivered,
@@ -28,7 +29,7 @@ from ubft.replica.core.codec import decode, encode
 from ubft.replica.core.config import ProtocolParams, SlowPathMode
 from ubft.replica.core.crypto import SignatureCounter, Tag, digest
 from ubft.replica.core.errors import DecodeError
-from ubft.replica.core.messages import MemRead, MemWrite
+from ubft.replica.core.messages import MemMarkKnown, MemRead, MemWrite
 from ubft.replica.core.replica import Replica
 
 from .byzantine import ByzantineReplica
@@ -178,6 +179,7 @@ class Simulation:
         # memory nodes, provisioned for epoch 0
         self.stores = provision_stores(self.config)
         self.crashed: set[int] = set()
+        self.memnode_restarts = 0
         self.net = Network(plan.network, self.rng_net)
         # checkers
         self.agreement = Agreement()
@@ -319,7 +321,7 @@ class Simulation:
                 epoch, msg = decode(frame)
             except DecodeError:
                 return
-            if isinstance(msg, MemRead | MemWrite):
+            if isinstance(msg, MemRead | MemWrite | MemMarkKnown):
                 reply = self.stores[ident].handle(src[1], msg)
                 self._send(dst, src, encode(reply, epoch))
 
@@ -366,7 +368,7 @@ class Simulation:
         if action == "crash":
             self.crashed.add(x)
         elif action == "recover":
-            self.crashed.discard(x)
+            self._recover_memnode(x)
         elif action == "partition":
             for other in self.replicas:
                 if other != x:
@@ -375,6 +377,24 @@ class Simulation:
             for other in self.replicas:
                 if other != x:
                     self.net.heal(("R", x), ("R", other))
+
+    def _recover_memnode(self, x: int) -> None:
+        if x not in self.crashed:
+            return
+        self.crashed.discard(x)
+        if self.plan.memnode_amnesia:
+            # back with an empty memory and a new incarnation; the operator provisions its
+            # areas again, "unknown" until each writer has rewritten its own
+            self.memnode_restarts += 1
+            store = self.stores[x] = MemoryNodeStore(x, incarnation=1 + self.memnode_restarts)
+            for w in self.config.member_ids:
+                store.provision_area(
+                    self.config.epoch,
+                    w,
+                    self.config.member_ids,
+                    self.config.params.tail,
+                    known=False,
+                )
 
     def _all_done(self) -> bool:
         return (
@@ -448,7 +468,8 @@ class Simulation:
                 heal_at = max(self.now, plan.safety_phase_ns) if not self._all_done() else self.now
                 self.net.faults_on = False
                 self.net.heal_all()
-                self.crashed.clear()
+                for x in sorted(self.crashed):
+                    self._recover_memnode(x)
                 self.heap = [x for x in self.heap if x[2] != _FAULT]
                 heapq.heapify(self.heap)
                 self._run_until(heal_at + plan.liveness_bound_ns)
