@@ -168,6 +168,7 @@ def plan_for(scenario: str, rng: random.Random, n: int = 3, memnodes: int = 3) -
         node = rng.randrange(memnodes)
         start = rng.randrange(0, 50 * _MS)
         plan.memnode_crashes.append((node, start, start + rng.randrange(1, 100) * _MS))
+        plan.memnode_amnesia = rng.random() < 0.5
     if rng.random() < 0.3:
         r = rng.choice([x for x in followers if x != plan.byzantine_replica] or followers)
         start = rng.randrange(0, 30 * _MS)
