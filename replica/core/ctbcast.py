@@ -45,8 +45,10 @@ class CtbCast:
     # One handler per message type; Replica dispatches on the type (no isinstance chain).
 
     def on_ctb(self, sender: int, msg: Ctb) -> None:
-        if msg.b == sender:  # a receiver accepts m for (b, k) from b itself only
-            self.receivers[sender].on_ctb(msg.k, msg.m)
+        if msg.b != sender:  # a receiver accepts m for (b, k) from b itself only
+            self.ctx.report(sender, "ctb.not_the_broadcaster")
+            return
+        self.receivers[sender].on_ctb(msg.k, msg.m)
 
     def on_echo(self, sender: int, msg: CtbEcho) -> None:
         rx = self.receivers.get(msg.b)
@@ -54,8 +56,10 @@ class CtbCast:
             rx.on_echo(sender, msg.k, msg.is_digest, msg.data)
 
     def on_sig(self, sender: int, msg: CtbSig) -> None:
-        if msg.b == sender:
-            self.receivers[sender].on_sig(msg.k, msg.sig)
+        if msg.b != sender:
+            self.ctx.report(sender, "ctb.not_the_broadcaster")
+            return
+        self.receivers[sender].on_sig(msg.k, msg.sig)
 
     def on_sig_request(self, sender: int, msg: CtbSigRequest) -> None:
         if msg.b == self.ctx.me:
