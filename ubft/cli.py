@@ -21,17 +21,23 @@ def _simulate(args: argparse.Namespace) -> int:
         )
         return 2
     live = (not args.json and sys.stderr.isatty()) or args.progress
+    tty = sys.stderr.isatty()
 
     def progress(j: int, res: ScheduleResult, summary: dict[str, Any]) -> None:
-        if not live:
+        done = j + 1
+        # on a terminal one line rewritten in place; elsewhere (logs, CI) a line every 10%
+        if not live or (not tty and done % max(1, args.schedules // 10) and done != args.schedules):
             return
         bad = len(summary["violations"])
         line = (
-            f"\rschedule {j + 1}/{args.schedules}  requests {summary['requests_completed']}  "
+            f"schedule {done}/{args.schedules}  requests {summary['requests_completed']}  "
             f"fast {summary['decisions_fast']}  slow {summary['decisions_slow']}  "
             f"signatures {summary['signatures_created']}  violations {bad}"
         )
-        print(line, end="", file=sys.stderr, flush=True)
+        if tty:
+            print("\r" + line, end="", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     summary = run_schedules(
         args.schedules,
@@ -41,7 +47,7 @@ def _simulate(args: argparse.Namespace) -> int:
         trace=sys.stderr if args.trace else None,
         progress=progress,
     )
-    if live:
+    if live and tty:
         print(file=sys.stderr)
     if args.json:
         print(json.dumps(summary, indent=None, sort_keys=False))
