@@ -134,6 +134,9 @@ class RegisterClient:
         out, self._outgoing = self._outgoing, []
         return out
 
+    def has_outgoing(self) -> bool:
+        return bool(self._outgoing)
+
     def retry(self) -> bool:
         """Re-send every pending op to the nodes that have not answered it; True iff any pending.
 

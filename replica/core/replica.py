@@ -80,6 +80,7 @@ class Replica:
         self._sync_armed = False
         self._mem_retry_armed = False
         self.rejected_frames = 0
+        self._peers = frozenset(ctx.others)
         ctb, cons = self.ctb, self.consensus
         self._handlers: dict[type, Callable[[int, Any], None]] = {
             Ctb: ctb.on_ctb,
@@ -105,7 +106,7 @@ class Replica:
         """A frame from replica ``sender`` (authenticated by the link)."""
         ctx = self.ctx
         ctx.now_ns = now_ns
-        if sender not in ctx.members or sender == ctx.me:
+        if sender not in self._peers:
             raise UsageError(f"frame from non-member {sender}")
         try:
             epoch, msg = decode(frame)
@@ -220,7 +221,7 @@ class Replica:
             self.consensus.flush_checkpoint()
             while bc.self_deliveries:
                 bc.drain_self()
-        out = self.regs.take_outgoing()
+        out = self.regs.take_outgoing() if self.regs.has_outgoing() else None
         if out:
             epoch = ctx.epoch
             ctx.outbox.extend(SendMemnode(node, encode(msg, epoch)) for node, msg in out)
