@@ -266,3 +266,11 @@ def test_a_memory_node_that_restarts_empty_is_rewritten_before_it_counts(seed: i
     assert all(area.known for area in sim.stores[restarted]._areas.values())
     executed = {r: sim.replicas[r].consensus.exec_next for r in sim.correct}  # type: ignore[union-attr]
     assert len(set(executed.values())) == 1, executed
+
+
+def test_five_replicas_and_five_memory_nodes_hold_every_invariant() -> None:
+    summary = run_schedules(40, 77, "mixed", n=5, memnodes=5)
+    assert summary["violations"] == []
+    assert summary["requests_completed"] > 0
+    # n*(n-1)*t registers of 240 B per epoch: 600 KiB for n=5, t=128 (PROTOCOL.md section 2)
+    assert summary["memnode_bytes_per_node"] == 5 * 4 * 128 * 240

@@ -14,6 +14,10 @@ def _simulate(args: argparse.Namespace) -> int:
     from ubft.replica.sim.run import run_schedules
     from ubft.replica.sim.world import ScheduleResult
 
+    args.scenario = args.scenario.replace("-", "_")
+    if args.replicas < 3 or args.replicas % 2 == 0 or args.memnodes < 1 or args.memnodes % 2 == 0:
+        print("--replicas must be 2f+1 >= 3 and --memnodes odd", file=sys.stderr)
+        return 2
     if args.scenario not in (*SCENARIOS, "mixed"):
         print(
             f"unknown scenario {args.scenario!r}; choose from mixed, {', '.join(SCENARIOS)}",
@@ -45,6 +49,8 @@ def _simulate(args: argparse.Namespace) -> int:
         args.scenario,
         history_dir=Path(args.history_dir) if args.history_dir else None,
         trace=sys.stderr if args.trace else None,
+        n=args.replicas,
+        memnodes=args.memnodes,
         progress=progress,
     )
     if live and tty:
@@ -84,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--scenario", default="mixed", help="mixed (default) or one scenario name")
     sim.add_argument("--json", action="store_true", help="print one JSON object")
+    sim.add_argument("--replicas", type=int, default=3, help="n = 2f+1 (default 3)")
+    sim.add_argument("--memnodes", type=int, default=3, help="M = 2m+1 memory nodes (default 3)")
     sim.add_argument("--progress", action="store_true", help="live summary on stderr")
     sim.add_argument("--history-dir", help="write each schedule's client history (JSON lines)")
     sim.add_argument(

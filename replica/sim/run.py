@@ -14,9 +14,15 @@ from .trace import Tracer
 from .world import ScheduleResult, Simulation
 
 
-def run_schedule(seed: int, scenario: str = "mixed", trace: TextIO | None = None) -> ScheduleResult:
-    plan = plan_for(scenario, random.Random(seed ^ 0x5EED))
-    sim = Simulation(seed, plan)
+def run_schedule(
+    seed: int,
+    scenario: str = "mixed",
+    trace: TextIO | None = None,
+    n: int = 3,
+    memnodes: int = 3,
+) -> ScheduleResult:
+    plan = plan_for(scenario, random.Random(seed ^ 0x5EED), n=n, memnodes=memnodes)
+    sim = Simulation(seed, plan, n=n, memnodes=memnodes)
     if trace is not None:
         sim.tracer = Tracer(trace)
     return sim.run()
@@ -28,6 +34,8 @@ def run_schedules(
     scenario: str = "mixed",
     history_dir: Path | None = None,
     trace: TextIO | None = None,
+    n: int = 3,
+    memnodes: int = 3,
     progress: Callable[[int, ScheduleResult, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Schedule j runs with seed ``seed + j``. Returns the JSON summary."""
@@ -36,6 +44,8 @@ def run_schedules(
         "schedules": 0,
         "seed": seed,
         "scenario": scenario,
+        "replicas": n,
+        "memory_nodes": memnodes,
         "requests_completed": 0,
         "decisions_fast": 0,
         "decisions_slow": 0,
@@ -51,7 +61,7 @@ def run_schedules(
         history_dir.mkdir(parents=True, exist_ok=True)
     for j in range(schedules):
         s = seed + j
-        res = run_schedule(s, scenario, trace)
+        res = run_schedule(s, scenario, trace, n, memnodes)
         summary["schedules"] += 1
         for key in (
             "requests_completed",
