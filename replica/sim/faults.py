@@ -37,6 +37,7 @@ class FaultPlan:
     byzantine_client_behaviour: str = "mixed"
     byzantine_replica: int | None = None
     byzantine_behaviour: str = "silent"
+    more_byzantine: dict[int, str] = field(default_factory=dict)  # n >= 5: replica -> behaviour
     silent_from_ns: int = 0
     silent_until_ns: int = 1 << 62
     partitions: list[tuple[int, int, int]] = field(default_factory=list)  # replica, from, until
@@ -51,6 +52,8 @@ class FaultPlan:
         parts = [self.scenario, f"clients={self.clients}x{self.ops_per_client}"]
         if self.byzantine_replica is not None:
             parts.append(f"byz=R{self.byzantine_replica}:{self.byzantine_behaviour}")
+        for r, behaviour in sorted(self.more_byzantine.items()):
+            parts.append(f"byz=R{r}:{behaviour}")
         if self.admitted_clients:
             parts.append(f"admitted={self.admitted_clients}")
         if self.byzantine_clients:
@@ -164,6 +167,13 @@ def plan_for(scenario: str, rng: random.Random, n: int = 3, memnodes: int = 3) -
         if plan.byzantine_behaviour == "silent":
             start = rng.randrange(0, 20 * _MS)
             plan.silent_from_ns, plan.silent_until_ns = start, start + rng.randrange(1, 80) * _MS
+    f = (n - 1) // 2
+    if f >= 2 and plan.byzantine_replica is not None and rng.random() < 0.6:
+        # up to f Byzantine replicas: another follower misbehaves for the whole run
+        others = [r for r in followers if r != plan.byzantine_replica]
+        plan.more_byzantine[rng.choice(others)] = rng.choice(
+            ("silent", "garble", "forge", "equivocate", "bad_registers", "mute_fast_path")
+        )
     if rng.random() < 0.4:
         node = rng.randrange(memnodes)
         start = rng.randrange(0, 50 * _MS)

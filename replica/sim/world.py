@@ -173,6 +173,10 @@ class Simulation:
                     plan.silent_from_ns,
                     plan.silent_until_ns,
                 )
+            elif i in plan.more_byzantine:
+                self.replicas[i] = ByzantineReplica(
+                    rep, plan.more_byzantine[i], random.Random(self.rng_byz.getrandbits(64))
+                )
             else:
                 self.replicas[i] = rep
                 self.correct.add(i)
