@@ -274,3 +274,9 @@ def test_five_replicas_and_five_memory_nodes_hold_every_invariant() -> None:
     assert summary["requests_completed"] > 0
     # n*(n-1)*t registers of 240 B per epoch: 600 KiB for n=5, t=128 (PROTOCOL.md section 2)
     assert summary["memnode_bytes_per_node"] == 5 * 4 * 128 * 240
+
+
+def test_five_replicas_with_up_to_two_byzantine_hold_every_invariant() -> None:
+    summary = run_schedules(60, 11, "random", n=5)
+    assert summary["violations"] == []
+    assert summary["requests_completed"] > 0
