@@ -18,7 +18,6 @@ class CheckpointTracker:
         "own",
         "shares",
         "stable_c",
-        "stable_snapshot",
         "to_ctbcast",
         "window",
     )
@@ -28,7 +27,6 @@ class CheckpointTracker:
         self.interval = ctx.params.checkpoint_interval
         self.window = ctx.params.window
         self.stable_c = low
-        self.stable_snapshot: tuple[int, bytes] | None = None
         self.last_ctb_ckpt = low  # last checkpoint this replica CTBcast (sent, not queued)
         self.to_ctbcast: Checkpoint | None = None  # stable, waiting for room in our tail
         self.own: dict[int, bytes] = {}  # c -> snapshot digest computed here
@@ -64,10 +62,9 @@ class CheckpointTracker:
         shares = {r: sig for r, (d, sig) in self.shares.get(c, {}).items() if d == own}
         return certificate_from_shares(shares, self.ctx.f + 1)
 
-    def mark_stable(self, c: int, d: bytes) -> None:
+    def mark_stable(self, c: int) -> None:
         assert c > self.stable_c
         self.stable_c = c
-        self.stable_snapshot = (c, d)
         for x in [x for x in self.shares if x < c]:
             del self.shares[x]
         for x in [x for x in self.own if x < c]:

@@ -71,8 +71,6 @@ class Consensus:
         # leader side
         self.next_propose = self.low
         self.inflight = 0
-        self.stats_fast = 0
-        self.stats_slow = 0
 
     # ================================================================== helpers
 
@@ -350,10 +348,6 @@ class Consensus:
 
     def _decide(self, i: int, inst: InstanceState, batch: Batch, d: bytes, fast: bool) -> None:
         inst.decided = True
-        if fast:
-            self.stats_fast += 1
-        else:
-            self.stats_slow += 1
         self.ctx.outbox.append(Decided(i, self.view, d, fast))
         if self.is_leader() and i >= self.exec_next:
             self.inflight = max(0, self.inflight - 1)
@@ -434,7 +428,7 @@ class Consensus:
     def _stable(self, c: int, d: bytes, cert: Certificate) -> None:
         """c is stable here: CTBcast Checkpoint{c} (once), and only then discard below it."""
         if c > self.ckpt.stable_c:
-            self.ckpt.mark_stable(c, d)
+            self.ckpt.mark_stable(c)
         self.ckpt.offer_ctbcast(c, d, cert)
         self.flush_checkpoint()
 

@@ -215,12 +215,10 @@ class Replica:
     def _settle(self) -> None:
         ctx = self.ctx
         bc = self.ctb.broadcaster
-        while bc.self_deliveries:
-            bc.drain_self()
+        bc.drain_self()  # drains what delivering its own messages broadcasts, too
         if self.consensus.ckpt.to_ctbcast is not None:
             self.consensus.flush_checkpoint()
-            while bc.self_deliveries:
-                bc.drain_self()
+            bc.drain_self()
         out = self.regs.take_outgoing() if self.regs.has_outgoing() else None
         if out:
             epoch = ctx.epoch

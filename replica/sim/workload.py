@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from ubft.apps.kv import Error, Integer, Nil, Value, cmd_get, cmd_incr, cmd_set, decode_result
 from ubft.client.session import ClientSession, Completed
-from ubft.replica.core.actions import Send, SetTimer, TimerKey
 from ubft.replica.core.codec import encode
 from ubft.replica.core.messages import Request
 
@@ -189,18 +188,4 @@ class ByzantineClient:
         return out
 
 
-def session_actions(session: ClientSession) -> tuple[list[Send], list[SetTimer], list[Completed]]:
-    sends: list[Send] = []
-    timers: list[SetTimer] = []
-    done: list[Completed] = []
-    for a in session.take_actions():
-        if isinstance(a, Send):
-            sends.append(a)
-        elif isinstance(a, SetTimer):
-            timers.append(a)
-        else:
-            done.append(a)
-    return sends, timers, done
-
-
-__all__ = ["ByzantineClient", "KVClient", "TimerKey", "session_actions"]
+__all__ = ["ByzantineClient", "KVClient"]

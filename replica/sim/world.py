@@ -27,7 +27,7 @@ from ubft.replica.core.actions import (
 from ubft.replica.core.admission import ADMIN_CLIENT_ID, RESULT_OK, AdminOp, admin_command
 from ubft.replica.core.codec import decode, encode
 from ubft.replica.core.config import ProtocolParams, SlowPathMode
-from ubft.replica.core.crypto import SignatureCounter, Tag, digest
+from ubft.replica.core.crypto import SignatureCounter, digest
 from ubft.replica.core.errors import DecodeError
 from ubft.replica.core.messages import MemMarkKnown, MemRead, MemWrite
 from ubft.replica.core.replica import Replica
@@ -250,15 +250,22 @@ class Simulation:
 
     def _client_actions(self, cid: int) -> None:
         client = self.clients[cid]
-        src = ("C", cid)
-        for a in client.session.take_actions():
+        for a in self._route_session(("C", cid), client.session):
+            if client.on_completed(a, self.now):
+                self._push(self.now + self.rng_clients.randrange(1_000, 50_000), _CLIENT_START, cid)
+
+    def _route_session(self, src: Node, session: ClientSession) -> list[Completed]:
+        """Send a client session's frames and arm its timers; return what it completed."""
+        done: list[Completed] = []
+        for a in session.take_actions():
             if isinstance(a, Send):
                 for dst in a.targets:
                     self._send(src, ("R", dst), a.frame)
             elif isinstance(a, SetTimer):
                 self._push(a.at_ns, _TIMER, src, a.key)
-            elif isinstance(a, Completed) and client.on_completed(a, self.now):
-                self._push(self.now + self.rng_clients.randrange(1_000, 50_000), _CLIENT_START, cid)
+            else:
+                done.append(a)
+        return done
 
     def _admin_next(self) -> None:
         admin = self.admin
@@ -272,20 +279,13 @@ class Simulation:
     def _admin_actions(self) -> None:
         admin = self.admin
         assert admin is not None
-        src = ("C", ADMIN_CLIENT_ID)
-        for a in admin.take_actions():
-            if isinstance(a, Send):
-                for dst in a.targets:
-                    self._send(src, ("R", dst), a.frame)
-            elif isinstance(a, SetTimer):
-                self._push(a.at_ns, _TIMER, src, a.key)
-            elif isinstance(a, Completed):
-                _, cid, expected = self.admin_commands.pop()
-                self.admin_results.append((cid, expected, a.result))
-                if a.result == RESULT_OK and cid in self.waiting_admission:
-                    self.waiting_admission.discard(cid)
-                    self._push(self.now + 1_000, _CLIENT_START, cid)
-                self._admin_next()
+        for a in self._route_session(("C", ADMIN_CLIENT_ID), admin):
+            _, cid, expected = self.admin_commands.pop()
+            self.admin_results.append((cid, expected, a.result))
+            if a.result == RESULT_OK and cid in self.waiting_admission:
+                self.waiting_admission.discard(cid)
+                self._push(self.now + 1_000, _CLIENT_START, cid)
+            self._admin_next()
 
     def _start_client_op(self, cid: int) -> None:
         client = self.clients[cid]
@@ -538,4 +538,4 @@ class Simulation:
         return res
 
 
-__all__ = ["ScheduleResult", "Simulation", "Tag"]
+__all__ = ["ScheduleResult", "Simulation"]
