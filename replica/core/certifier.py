@@ -30,7 +30,7 @@ class Certifier:
 
     def take_share(self, sender: int, msg: PrepShare, inst: InstanceState) -> bool:
         """Keep another replica's valid share (the first per replica); False if not kept."""
-        if sender in inst.shares:
+        if sender in inst.shares or msg.view != inst.view:
             return False
         ctx = self.ctx
         stmt = statement(Tag.PREP, ctx.cluster, ctx.epoch, msg.view, msg.instance, msg.digest)
@@ -49,7 +49,8 @@ class Certifier:
         """The Commit's certificate holds f+1 valid "prep" signatures on (v, i, d)."""
         ctx = self.ctx
         known = None
-        if inst is not None:
+        if inst is not None and inst.view == c.view:
+            # only shares verified on this very statement (same view, instance and digest)
             known = {r: sig for r, (dd, sig) in inst.shares.items() if dd == d}
         stmt = statement(Tag.PREP, ctx.cluster, ctx.epoch, c.view, c.instance, d)
         return verify_certificate(ctx, c.cert, stmt, known)

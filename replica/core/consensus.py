@@ -12,9 +12,10 @@ from __future__ import annotations
 from .actions import Decided, Executed, TimerKey, TimerKind
 from .admission import ADMIN_CLIENT_ID, RESULT_OK, AdminOp, command_statement, decode_admin_command
 from .app import Application
+from .bounds import payload_in_range
 from .certifier import Certifier
 from .checkpoint import CheckpointTracker
-from .codec import batch_digest_in, decode_payload, encode_payload
+from .codec import MAX_VALUE_BYTES, SIGNATURE_BYTES, batch_digest_in, decode_payload, encode_payload
 from .config import SlowPathMode
 from .context import Context
 from .crypto import Tag, digest, statement, verify_with_key
@@ -66,7 +67,15 @@ class Consensus:
         self.admin_key = bytes.fromhex(ctx.config.admin_public_key)
         self.intake = RequestIntake(ctx, log, self.leader)
         self.streams = {r: Stream() for r in ctx.members}
+        # (client, request) -> instances whose Prepare waits for it (one key per waiting
+        # instance: the first entry it misses, so at most the instances held)
         self.waiting_requests: dict[tuple[int, int], set[int]] = {}
+        # Admission changes in the pipeline: instance -> client ids its batch's admin commands
+        # name, for instances not yet executed. An entry of such a client in a later instance
+        # is judged only once they have executed (validity across admission changes).
+        self.admin_named: dict[int, frozenset[int]] = {}
+        self.known_from = self.low  # every Prepare from here to next_prepare - 1 was seen
+        self._recheck_all = False
         self.last_sync_answer_ns: dict[int, int] = {}  # peer -> when we last answered its Sync
         # leader side
         self.next_propose = self.low
@@ -85,7 +94,7 @@ class Consensus:
             return None
         inst = self.inst.get(i)
         if inst is None:
-            inst = self.inst[i] = InstanceState()
+            inst = self.inst[i] = InstanceState(self.view)
         return inst
 
     @property
@@ -103,8 +112,11 @@ class Consensus:
         except DecodeError as exc:
             self._evidence(b, "ctb.payload." + exc.reason)
             return
+        if not payload_in_range(payload):
+            self._evidence(b, "ctb.payload.out_of_range")
+            return
         if isinstance(payload, Prepare):
-            self._on_prepare(b, payload, batch_digest_in(m, payload))
+            self._on_prepare(b, payload, batch_digest_in(m, payload), len(m))
         elif isinstance(payload, Commit):
             self._on_commit(b, payload, batch_digest_in(m, payload))
         elif isinstance(payload, Checkpoint):
@@ -131,12 +143,12 @@ class Consensus:
             and s.prep_instance + 1 > self.next_prepare
         ):
             # Prepares up to prep_instance are summarised away; they decide through Commits.
-            self.next_prepare = s.prep_instance + 1
+            self.next_prepare = self.known_from = s.prep_instance + 1
             self.last_fresh_ts = max(self.last_fresh_ts, s.fresh_ts)
 
     # ================================================================== Prepare and fast path
 
-    def _on_prepare(self, sender: int, p: Prepare, batch_digest: bytes) -> None:
+    def _on_prepare(self, sender: int, p: Prepare, batch_digest: bytes, size: int) -> None:
         ctx = self.ctx
         if sender != ctx.config.leader(p.view):
             self._evidence(sender, "prepare.not_leader")
@@ -159,14 +171,44 @@ class Consensus:
         if len(batch.entries) > ctx.params.batch_max or batch.ts < self.last_fresh_ts:
             self._evidence(sender, "prepare.bad_batch")
             return
+        if size + self._commit_overhead > MAX_VALUE_BYTES:
+            # it could never be re-wrapped in a Commit: fails check (e)'s size part
+            self._evidence(sender, "prepare.too_large")
+            return
+        max_request = ctx.params.max_request_bytes
+        if any(len(e.payload) > max_request for e in batch.entries):
+            self._evidence(sender, "prepare.request_too_large")
+            return
         self.last_fresh_ts = batch.ts
         s.fresh_ts = batch.ts
         inst = self._get(i)
         if inst is None:
+            # not held (beyond two windows of our last Checkpoint): its admin commands, if
+            # any, are unknown here, so later entries wait until execution passes it
+            self.known_from = i + 1
             return
+        named = self._admin_names(batch)
+        if named:
+            self.admin_named[i] = named
         inst.batch = batch
         inst.digest = batch_digest
         self._check_e(i, inst)
+
+    @property
+    def _commit_overhead(self) -> int:
+        """Bytes a Commit adds to its Prepare's value: a certificate of f+1 signers."""
+        return 1 + (2 + SIGNATURE_BYTES) * (self.ctx.f + 1)
+
+    @staticmethod
+    def _admin_names(batch: Batch) -> frozenset[int]:
+        """Client ids that the batch's admin commands name (whether or not they will succeed)."""
+        named = [
+            cmd.client_id
+            for e in batch.entries
+            if e.client_id == ADMIN_CLIENT_ID
+            and (cmd := decode_admin_command(e.payload)) is not None
+        ]
+        return frozenset(named)
 
     def _check_e(self, i: int, inst: InstanceState) -> None:
         """Check (e)'s log and clock parts; keep the Prepare while they fail."""
@@ -176,21 +218,41 @@ class Consensus:
         if abs(batch.ts - ctx.now_ns) > ctx.params.skew_ns:
             inst.waiting = True
             return
-        missing = [e for e in batch.entries if not self._entry_ok(e)]
-        if missing:
-            inst.waiting = True
-            for e in missing:
-                self.waiting_requests.setdefault((e.client_id, e.request_id), set()).add(i)
-            return
+        named_here: set[int] = set()
+        for e in batch.entries:
+            cid = e.client_id
+            if cid in named_here:
+                continue  # skipped at execution: an admin command before it in B names it
+            if cid == ADMIN_CLIENT_ID:
+                cmd = decode_admin_command(e.payload)
+                if cmd is not None:
+                    named_here.add(cmd.client_id)
+            if not self._admission_settled(cid, i):
+                inst.waiting = True  # re-checked once the admission change has executed
+                return
+            if not self._entry_ok(e):
+                inst.waiting = True
+                self.waiting_requests.setdefault((cid, e.request_id), set()).add(i)
+                return
         inst.waiting = False
         self._accept(i, inst)
 
+    def _admission_settled(self, client_id: int, i: int) -> bool:
+        """The client table that will execute instance i is known here for this client: no
+        unexecuted instance before i may change its registration."""
+        exec_next = self.exec_next
+        if exec_next < self.known_from:
+            return False  # Prepares we never saw lie before i: they may hold admin commands
+        named = self.admin_named
+        return not named or not any(
+            exec_next <= j < i and client_id in ids for j, ids in named.items()
+        )
+
     def _entry_ok(self, e: Entry) -> bool:
+        """Check (e) for one entry, against the client table as it will be at execution."""
         client = self.log.clients.get(e.client_id)
         if client is None:
             return True  # not registered: skipped at execution, nothing to check
-        if len(e.payload) > self.ctx.params.max_request_bytes:
-            return False
         req = client.pending.get(e.request_id)
         if req is not None and req.payload == e.payload and (not e.sig or e.sig == req.sig):
             return True
@@ -227,8 +289,8 @@ class Consensus:
 
     def recheck_clock(self) -> None:
         for i in sorted(self.inst):
-            inst = self.inst[i]
-            if inst.waiting and not inst.accepted:
+            inst = self.inst.get(i)  # accepting one may discard those below a checkpoint
+            if inst is not None and inst.waiting and not inst.accepted:
                 self._check_e(i, inst)
 
     def on_promise(self, sender: int, msg: Promise) -> None:
@@ -363,7 +425,17 @@ class Consensus:
             batch = self.decided.pop(i)
             if batch.ts > self.app_clock:
                 self.app_clock = batch.ts
+            named_here: set[int] = set()
             for e in batch.entries:
+                if e.client_id in named_here:
+                    # An admin command earlier in this batch named this client: the entry was
+                    # judged against the table before that command, so it is not executed.
+                    self.waiting_requests.pop((e.client_id, e.request_id), None)
+                    continue
+                if e.client_id == ADMIN_CLIENT_ID:
+                    cmd = decode_admin_command(e.payload)
+                    if cmd is not None:
+                        named_here.add(cmd.client_id)
                 verdict, cached = log.execute(e.client_id, e.request_id)
                 if verdict == "execute":
                     if e.client_id == ADMIN_CLIENT_ID:
@@ -379,8 +451,13 @@ class Consensus:
                     self.intake.send_reply(e.client_id, e.request_id, OUT_OF_WINDOW)
                 self.waiting_requests.pop((e.client_id, e.request_id), None)
             self.exec_next = i + 1
+            if self.admin_named.pop(i, None) is not None or self.exec_next == self.known_from:
+                self._recheck_all = True  # Prepares may have waited for this admission change
             if self.exec_next % self.interval == 0:
                 self._take_checkpoint(self.exec_next)
+        if self._recheck_all:
+            self._recheck_all = False
+            self.recheck_clock()
 
     def _admin(self, payload: bytes) -> bytes:
         """Execute an admin request: Register or Deregister, checked identically everywhere.
@@ -446,6 +523,8 @@ class Consensus:
             del self.inst[i]
         for key in [k for k, v in self.waiting_requests.items() if all(i < c for i in v)]:
             del self.waiting_requests[key]
+        for i in [i for i in self.admin_named if i < c]:
+            del self.admin_named[i]
         for i, inst in sorted(self.inst.items()):
             if inst.accepted and not inst.commit_sent:
                 self._try_certificate(i, inst)  # may have waited for this checkpoint
@@ -504,9 +583,10 @@ class Consensus:
             entries: list[Entry] = []
             while ready and len(entries) < p.batch_max:
                 cid, x = ready.popleft()
-                req = self.log.clients[cid].pending.get(x)
-                if req is None:
-                    continue  # executed meanwhile
+                client = self.log.clients.get(cid)
+                req = None if client is None else client.pending.get(x)
+                if req is None or not req.proposed:
+                    continue  # executed, deregistered or registered anew meanwhile
                 entries.append(Entry(cid, x, req.payload, req.sig))
             if not entries:
                 return
@@ -576,6 +656,7 @@ class Consensus:
             "decided_unexecuted": len(self.decided),
             "checkpoint_shares": self.ckpt.footprint(),
             "stream_commits": sum(len(s.commits) for s in self.streams.values()),
-            "waiting_requests": len(self.waiting_requests),
+            "waiting_requests": sum(len(v) for v in self.waiting_requests.values()),
+            "admission_pending": sum(len(v) for v in self.admin_named.values()),
             "ready": len(self.intake.ready),
         }

@@ -11,6 +11,7 @@ from .messages import Batch
 class InstanceState:
     """Everything one replica holds about one instance (bounded by the window)."""
 
+    view: int = 0  # the view every vote and share held here belongs to
     batch: Batch | None = None
     digest: bytes = b""
     accepted: bool = False

@@ -13,6 +13,11 @@ from .admission import ADMIN_CLIENT_ID
 from .crypto import digest
 
 OUT_OF_WINDOW = b"\x00ubft:out-of-window"
+# Keys remembered per client id, so that an id is registered again only with a new key. The
+# history is bounded: an id whose history is full is refused a further key (the operator gives
+# the client a new id), and only the last max_clients deregistered ids keep theirs; an id at or
+# below the highest id ever registered whose history was forgotten is retired for good.
+KEY_HISTORY = 8
 REPLY_TOO_LARGE = b"\x00ubft:reply-too-large"
 
 
@@ -40,7 +45,16 @@ class RequestLog:
     """``clients`` holds every registered client and the admin (id ``ADMIN_CLIENT_ID``), whose
     requests carry Register / Deregister commands."""
 
-    __slots__ = ("admin_s", "clients", "max_clients", "max_reply", "used_keys", "window")
+    __slots__ = (
+        "admin_s",
+        "clients",
+        "id_watermark",
+        "max_clients",
+        "max_reply",
+        "retired",
+        "used_keys",
+        "window",
+    )
 
     def __init__(
         self,
@@ -61,8 +75,10 @@ class RequestLog:
         if admin_key:
             self.clients[ADMIN_CLIENT_ID] = ClientEntry(admin_key)
         self.admin_s = 0  # last executed admin sequence number (checkpointed)
-        # every key a client id was ever registered with: an id comes back only with a new key
-        self.used_keys: dict[int, set[bytes]] = {cid: {key} for cid, key in clients.items()}
+        # keys each remembered client id was registered with (oldest first; see KEY_HISTORY)
+        self.used_keys: dict[int, list[bytes]] = {cid: [key] for cid, key in clients.items()}
+        self.retired: list[int] = []  # deregistered ids still remembered, oldest first
+        self.id_watermark = max(clients, default=ADMIN_CLIENT_ID)
 
     def registered(self) -> int:
         return len(self.clients) - (ADMIN_CLIENT_ID in self.clients)
@@ -71,20 +87,35 @@ class RequestLog:
         """Admit a client (executing an ordered Register); the reason it fails, or None."""
         if client_id == ADMIN_CLIENT_ID:
             return "reserved client id"
-        if key in self.used_keys.get(client_id, ()):
-            return "key already used for this client id"
+        history = self.used_keys.get(client_id)
+        if history is not None:
+            if key in history:
+                return "key already used for this client id"
+            if len(history) >= KEY_HISTORY:
+                return "key history full for this client id"
+        elif client_id <= self.id_watermark:
+            return "client id retired"
         old = self.clients.get(client_id)
         if old is None and self.registered() >= self.max_clients:
             return "max_clients reached"
         # a new key is a new identity: a fresh table (its request ids start again at 1)
         self.clients[client_id] = ClientEntry(key)
-        self.used_keys.setdefault(client_id, set()).add(key)
+        if history is None:
+            self.used_keys[client_id] = [key]
+        else:
+            history.append(key)
+        if client_id in self.retired:
+            self.retired.remove(client_id)
+        self.id_watermark = max(self.id_watermark, client_id)
         return None
 
     def deregister(self, client_id: int) -> str | None:
         if client_id == ADMIN_CLIENT_ID or client_id not in self.clients:
             return "not registered"
         del self.clients[client_id]
+        self.retired.append(client_id)
+        if len(self.retired) > self.max_clients:
+            del self.used_keys[self.retired.pop(0)]  # forgotten: retired below the watermark
         return None
 
     def in_window(self, entry: ClientEntry, request_id: int) -> bool:
@@ -176,9 +207,12 @@ class RequestLog:
     def table_bytes(self) -> bytes:
         """Canonical encoding of the client table (checkpointed state)."""
         out = bytearray(self.admin_s.to_bytes(8, "big"))
+        out += self.id_watermark.to_bytes(4, "big")
         for cid in sorted(self.used_keys):
-            for key in sorted(self.used_keys[cid]):
+            for key in self.used_keys[cid]:  # registration order, identical on correct replicas
                 out += b"k" + cid.to_bytes(4, "big") + key
+        for cid in self.retired:
+            out += b"d" + cid.to_bytes(4, "big")
         for cid, e in sorted(self.clients.items()):
             out += cid.to_bytes(4, "big") + e.key + e.h.to_bytes(8, "big")
             for x in sorted(e.executed):
@@ -198,3 +232,7 @@ class RequestLog:
             + sum(len(v) for v in e.early_echoes.values())
             for e in self.clients.values()
         )
+
+    def key_footprint(self) -> int:
+        """Keys and ids remembered for admission: at most 2 x max_clients x KEY_HISTORY."""
+        return sum(len(keys) for keys in self.used_keys.values()) + len(self.retired)

@@ -4,8 +4,10 @@ their ``footprint()``, never private fields. Each returns violations as strings.
 from __future__ import annotations
 
 from ubft.replica.core.actions import Decided, Delivered, Executed, ReportEvidence
-from ubft.replica.core.config import ProtocolParams
+from ubft.replica.core.bounds import footprint_bounds  # declared by the core, checked here
 from ubft.replica.core.crypto import digest
+
+__all__ = ["footprint_bounds"]
 
 
 class Agreement:
@@ -81,30 +83,6 @@ class EvidenceAgainstCorrect:
             self.violations.append(
                 f"evidence: correct replica {replica} reported {a.reason} against correct replica {a.against}"
             )
-
-
-def footprint_bounds(params: ProtocolParams, n: int, clients: int, memnodes: int) -> dict[str, int]:
-    """Upper bounds on each structure in ``Replica.footprint()`` (PROTOCOL.md section 5,
-    bounded memory: O(window + n*t + max_clients*client_window))."""
-    w, t, cw = params.window, params.tail, params.client_window
-    per_instance_votes = 4 * n
-    return {
-        "instances": 2 * w,
-        "instance_votes": 2 * w * per_instance_votes,
-        "decided_unexecuted": 2 * w,
-        "checkpoint_shares": (2 * w // params.checkpoint_interval + 2) * (n + 1),
-        "stream_commits": n * 2 * w,
-        "waiting_requests": 2 * w,
-        "ready": clients * cw,
-        "ctbcast": (t + 2 * w + 4 + 3 * n) + (n - 1) * (t + t * (n - 2)),
-        # ops in flight, latest sub-slot and data per own register, node incarnations, and
-        # rewrites of the whole area on each memory node that restarted
-        "register_client": (n - 1) * t * (n - 1) * (memnodes + 2)
-        + 2 * (n - 1) * t
-        + memnodes * ((n - 1) * t + 3),
-        "request_log": clients * (1 + 2 * cw + cw * (n + 1) + cw * n),
-        "evidence": (n + clients) * (params.evidence_per_peer_max + 64),
-    }
 
 
 class BoundedMemory:
