@@ -58,4 +58,6 @@ def footprint_bounds(params: ProtocolParams, n: int, clients: int, memnodes: int
         # keys of registered ids and of the last max_clients deregistered ones, and those ids
         "client_keys": 2 * params.max_clients * (KEY_HISTORY + 1),
         "evidence": (n + clients) * (params.evidence_per_peer_max + 64),
+        # coalesced deadlines: one per CTBcast slot and per held instance, a few live timers
+        "timers": (n - 1) * (t + 8) + 2 * w + 8,
     }

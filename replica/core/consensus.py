@@ -42,6 +42,7 @@ from .messages import (
 from .quorum import verify_certificate
 from .request_log import OUT_OF_WINDOW, RequestLog
 from .stream import Stream, decode_summary, encode_summary
+from .timers import Deadlines
 
 
 class Consensus:
@@ -76,6 +77,7 @@ class Consensus:
         self.admin_named: dict[int, frozenset[int]] = {}
         self.known_from = self.low  # every Prepare from here to next_prepare - 1 was seen
         self._recheck_all = False
+        self.fast_timers = Deadlines(ctx, TimerKey(TimerKind.FAST_TIMEOUT))  # per instance
         self.last_sync_answer_ns: dict[int, int] = {}  # peer -> when we last answered its Sync
         # leader side
         self.next_propose = self.low
@@ -271,7 +273,7 @@ class Consensus:
         inst.accepted_ns = ctx.now_ns
         if ctx.me != self.leader:
             ctx.send_all(Promise(self.view, i))
-        ctx.set_timer(TimerKey(TimerKind.FAST_TIMEOUT, self.view, i), ctx.params.fast_timeout_ns)
+        self.fast_timers.set(i, ctx.params.fast_timeout_ns)
         if ctx.params.slow_path_mode is SlowPathMode.ALWAYS or any(
             r != ctx.me for r in inst.shares
         ):
@@ -336,10 +338,12 @@ class Consensus:
 
     # ================================================================== slow path
 
-    def on_fast_timeout(self, view: int, i: int) -> None:
-        inst = self.inst.get(i)
-        if view == self.view and inst is not None and inst.accepted and not inst.decided:
-            self._send_share(i, inst)
+    def on_fast_timeout(self) -> None:
+        """Instances not decided within fast_timeout of acceptance send their share."""
+        for i in self.fast_timers.fired():
+            inst = self.inst.get(i)
+            if inst is not None and inst.view == self.view and inst.accepted and not inst.decided:
+                self._send_share(i, inst)
 
     def _send_share(self, i: int, inst: InstanceState) -> None:
         share = self.certifier.make_share(self.view, i, inst)
@@ -410,6 +414,7 @@ class Consensus:
 
     def _decide(self, i: int, inst: InstanceState, batch: Batch, d: bytes, fast: bool) -> None:
         inst.decided = True
+        self.fast_timers.cancel(i)
         self.ctx.outbox.append(Decided(i, self.view, d, fast))
         if self.is_leader() and i >= self.exec_next:
             self.inflight = max(0, self.inflight - 1)
@@ -521,6 +526,7 @@ class Consensus:
         c = cp.c
         for i in [i for i in self.inst if i < c]:
             del self.inst[i]
+            self.fast_timers.cancel(i)
         for key in [k for k, v in self.waiting_requests.items() if all(i < c for i in v)]:
             del self.waiting_requests[key]
         for i in [i for i in self.admin_named if i < c]:

@@ -17,6 +17,7 @@ from .crypto import Tag, digest, statement
 from .ctb_upcalls import CtbUpcalls
 from .messages import CtbCkptCert, CtbCkptShare, CtbEcho, CtbSigRequest, Equivocation
 from .quorum import verify_certificate
+from .timers import Deadlines
 
 
 class _Slot:
@@ -68,6 +69,7 @@ class CtbReceiver:
         "last_share",
         "regs",
         "slots",
+        "timers",
         "up",
     )
 
@@ -84,6 +86,7 @@ class CtbReceiver:
         self.echo_peers = tuple(r for r in ctx.others if r != b)
         self.last_share: CtbCkptShare | None = None
         self.last_request_ns = -(1 << 62)
+        self.timers = Deadlines(ctx, TimerKey(TimerKind.FAST_PATH, b))  # per-slot fast path
 
     # ------------------------------------------------------------------ helpers
 
@@ -94,9 +97,7 @@ class CtbReceiver:
         slot = self.slots.get(k)
         if slot is None:
             slot = self.slots[k] = _Slot()
-            self.ctx.set_timer(
-                TimerKey(TimerKind.FAST_PATH, self.b, k), self.ctx.params.fast_path_timeout_ns
-            )
+            self.timers.set(k, self.ctx.params.fast_path_timeout_ns)
         return slot
 
     def _evidence(self, reason: str) -> None:
@@ -236,6 +237,12 @@ class CtbReceiver:
                 self.ctx.send_all(proof)
         self.faulty = True
         self.slots.clear()
+        self.timers.due.clear()
+
+    def on_timer(self) -> None:
+        """The fast-path timer fired: handle every slot whose deadline passed."""
+        for k in self.timers.fired():
+            self.on_fast_path_timeout(k)
 
     def on_fast_path_timeout(self, k: int) -> None:
         slot = self.slots.get(k)
@@ -249,7 +256,7 @@ class CtbReceiver:
             ctx.send((self.b,), CtbSigRequest(self.b, self.k_d))
         # a slot stuck behind a silent or garbling broadcaster backs off (up to 16x)
         slot.timeouts += 1
-        ctx.set_timer(TimerKey(TimerKind.FAST_PATH, self.b, k), timeout << min(slot.timeouts, 4))
+        self.timers.set(k, timeout << min(slot.timeouts, 4))
 
     # ------------------------------------------------------------------ delivery, tail
 
@@ -263,6 +270,7 @@ class CtbReceiver:
                 return
             del slots[self.k_d]
             k = self.k_d
+            self.timers.cancel(k)
             self.k_d = k + 1
             assert slot.m is not None
             ctx.outbox.append(Delivered(self.b, k, slot.m))
@@ -303,6 +311,7 @@ class CtbReceiver:
             # Behind: the certified summary stands in for b's first c messages.
             for k in [k for k in self.slots if k < msg.c]:
                 del self.slots[k]
+                self.timers.cancel(k)
             self.k_d = msg.c
             self.up.adopt_ctb_summary(self.b, msg.c, msg.summary)
             self._deliver_ready()

@@ -113,10 +113,13 @@ class CtbCast:
             else:
                 rx.on_read_done(token[2], token[3], op.result)
 
-    def on_timer(self, b: int, k: int) -> None:
+    def on_timer(self, b: int) -> None:
         rx = self.receivers.get(b)
         if rx is not None:
-            rx.on_fast_path_timeout(k)
+            rx.on_timer()
+
+    def timer_footprint(self) -> int:
+        return sum(len(rx.timers) for rx in self.receivers.values())
 
     def pending(self) -> bool:
         return bool(self.broadcaster.queue) or any(rx.pending() for rx in self.receivers.values())

@@ -174,9 +174,9 @@ class Replica:
         ctx.now_ns = now_ns
         kind = key.kind
         if kind is TimerKind.FAST_PATH:
-            self.ctb.on_timer(key.a, key.b)
+            self.ctb.on_timer(key.a)
         elif kind is TimerKind.FAST_TIMEOUT:
-            self.consensus.on_fast_timeout(key.a, key.b)
+            self.consensus.on_fast_timeout()
         elif kind is TimerKind.SYNC:
             self._sync_armed = False
             if self._pending():
@@ -263,5 +263,7 @@ class Replica:
         out["ctbcast"] = self.ctb.footprint()
         out["register_client"] = self.regs.footprint()
         out["request_log"] = self.log.footprint()
+        out["client_keys"] = self.log.key_footprint()
+        out["timers"] = self.ctb.timer_footprint() + len(self.consensus.fast_timers)
         out["evidence"] = self.ctx.evidence.footprint()
         return out
