@@ -18,6 +18,15 @@ class TimerKind(IntEnum):
     CLIENT_RETRY = 5  # client: resend a request signed
 
 
+class PersistKind(IntEnum):
+    """What durable mode (PROTOCOL.md section 1) must have on disk before later actions."""
+
+    CTB_SENT = 1  # a = k: this replica's CTBcast index k carries data = m (its tail)
+    CTB_ACCEPTED = 2  # a = b, b = k: the m accepted for (b, k), data = digest(m)
+    ACCEPTED = 3  # a = view, b = instance: the Prepare accepted, data = digest(B)
+    FAST_COMMITTED = 4  # a = view, b = instance: FastCommit sent, data = B (encoded)
+
+
 class TimerKey(NamedTuple):
     kind: TimerKind
     a: int = 0
@@ -47,6 +56,17 @@ class SetTimer(NamedTuple):
 
     key: TimerKey
     at_ns: int
+
+
+class Persist(NamedTuple):
+    """The persistence barrier (raft's MustSync): in durable mode the driver makes this
+    durable (fsync; consecutive ones may share one group commit) before it performs any action
+    that follows it in the list. Emitted only when ``params.durable`` is set."""
+
+    kind: PersistKind
+    a: int
+    b: int
+    data: bytes
 
 
 class ReportEvidence(NamedTuple):
@@ -80,5 +100,13 @@ class Executed(NamedTuple):
 
 
 Action = (
-    Send | SendClient | SendMemnode | SetTimer | ReportEvidence | Delivered | Decided | Executed
+    Send
+    | SendClient
+    | SendMemnode
+    | SetTimer
+    | Persist
+    | ReportEvidence
+    | Delivered
+    | Decided
+    | Executed
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .actions import Action, ReportEvidence, Send, SetTimer, TimerKey
+from .actions import Action, Persist, PersistKind, ReportEvidence, Send, SetTimer, TimerKey
 from .codec import encode
 from .config import ClusterConfig
 from .crypto import Signer, Verifier
@@ -17,6 +17,7 @@ class Context:
     __slots__ = (
         "cluster",
         "config",
+        "durable",
         "epoch",
         "evidence",
         "f",
@@ -46,6 +47,7 @@ class Context:
         self.evidence = EvidenceLog(config.params.evidence_per_peer_max)
         self.outbox: list[Action] = []
         self.now_ns = 0
+        self.durable = config.params.durable  # emit Persist barriers (PROTOCOL.md section 1)
 
     def send(self, targets: tuple[int, ...], msg: Message) -> None:
         if targets:
@@ -58,6 +60,10 @@ class Context:
         """Record evidence against a peer and report it (log line + metric in the runtime)."""
         self.evidence.add(peer + (1 << 32) if is_client else peer, reason)
         self.outbox.append(ReportEvidence(peer, reason, is_client))
+
+    def persist(self, kind: PersistKind, a: int, b: int, data: bytes) -> None:
+        """Durable mode: what later actions depend on, to be on disk before them."""
+        self.outbox.append(Persist(kind, a, b, data))
 
     def set_timer(self, key: TimerKey, after_ns: int) -> None:
         self.outbox.append(SetTimer(key, self.now_ns + after_ns))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from .actions import Delivered
+from .actions import Delivered, PersistKind
 from .config import SlowPathMode
 from .context import Context
 from .crypto import Tag, digest, statement
@@ -69,6 +69,8 @@ class CtbBroadcaster:
         entry: list[bytes | None] = [m, None]
         self.tail[k] = entry
         self.sent_ns[k] = ctx.now_ns
+        if ctx.durable:
+            ctx.persist(PersistKind.CTB_SENT, k, 0, m)
         ctx.send_all(Ctb(ctx.me, k, m))
         if self._signing():
             ctx.send_all(CtbSig(ctx.me, k, self._sign(k, entry)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ubft.memnode.layout import RegisterAddress, pack_ctb_value, unpack_ctb_value
 from ubft.memnode.register import RegisterClient
 
-from .actions import Delivered, TimerKey, TimerKind
+from .actions import Delivered, PersistKind, TimerKey, TimerKind
 from .context import Context
 from .crypto import Tag, digest, statement
 from .ctb_upcalls import CtbUpcalls
@@ -115,6 +115,8 @@ class CtbReceiver:
             return
         slot.m = m
         ctx = self.ctx
+        if ctx.durable:
+            ctx.persist(PersistKind.CTB_ACCEPTED, self.b, k, slot.digest())
         if self.echo_peers:
             if len(m) > ctx.params.echo_digest_threshold_bytes:
                 ctx.send(self.echo_peers, CtbEcho(self.b, k, True, slot.digest()))

@@ -13,21 +13,22 @@ from .context import Context
 from .crypto import Tag, digest, statement, verify_with_key
 from .messages import Reply, Request, RequestEcho, RequestEchoes, RequestForward
 from .request_log import RequestLog
+from .view import ViewState
 
 
 class RequestIntake:
-    __slots__ = ("ctx", "dropped", "echo_out", "leader", "log", "ready")
+    __slots__ = ("ctx", "dropped", "echo_out", "log", "ready", "views")
 
-    def __init__(self, ctx: Context, log: RequestLog, leader: int) -> None:
+    def __init__(self, ctx: Context, log: RequestLog, views: ViewState) -> None:
         self.ctx = ctx
         self.log = log
-        self.leader = leader  # of the current view (view change moves it)
+        self.views = views  # the leader of the current view is read there
         self.ready: deque[tuple[int, int]] = deque()  # leader: (client, request) to propose
         self.echo_out: list[RequestEcho] = []  # follower: this burst's echoes
         self.dropped = 0  # forwards refused on state that may lag here (counted, no evidence)
 
     def is_leader(self) -> bool:
-        return self.leader == self.ctx.me
+        return self.views.leader == self.ctx.me
 
     def send_reply(self, client_id: int, request_id: int, result: bytes) -> None:
         ctx = self.ctx
@@ -48,7 +49,7 @@ class RequestIntake:
             self._maybe_ready(client_id, req.request_id)
         elif stored.sig:
             forward = RequestForward(Request(client_id, req.request_id, stored.payload, stored.sig))
-            self.ctx.send((self.leader,), forward)
+            self.ctx.send((self.views.leader,), forward)
         else:
             self.echo_out.append(RequestEcho(client_id, req.request_id, stored.digest))
         return True
@@ -70,10 +71,10 @@ class RequestIntake:
             return
         self.echo_out = []
         if len(out) == 1:
-            self.ctx.send((self.leader,), out[0])
+            self.ctx.send((self.views.leader,), out[0])
             return
         for j in range(0, len(out), MAX_ECHOES):
-            self.ctx.send((self.leader,), RequestEchoes(tuple(out[j : j + MAX_ECHOES])))
+            self.ctx.send((self.views.leader,), RequestEchoes(tuple(out[j : j + MAX_ECHOES])))
 
     def on_request_forward(self, sender: int, msg: RequestForward) -> bool:
         """A signed request a follower forwarded. True if it was stored."""
@@ -122,7 +123,7 @@ class RequestIntake:
                     continue
                 if req.sig:
                     self.ctx.send(
-                        (self.leader,), RequestForward(Request(cid, x, req.payload, req.sig))
+                        (self.views.leader,), RequestForward(Request(cid, x, req.payload, req.sig))
                     )
                 else:
                     self.echo_out.append(RequestEcho(cid, x, req.digest))

@@ -21,6 +21,7 @@ from .context import Context
 from .crypto import Signer, Tag, Verifier, digest, statement, verify_with_key
 from .ctbcast import CtbCast
 from .errors import DecodeError, UsageError
+from .execution import Executor
 from .messages import (
     CkptShare,
     Ctb,
@@ -42,6 +43,10 @@ from .messages import (
     Sync,
 )
 from .request_log import RequestLog
+
+
+def _no_reply(_client_id: int, _request_id: int, _result: bytes) -> None:
+    raise UsageError("the executor replies through the epoch's consensus")
 
 
 class Replica:
@@ -75,7 +80,8 @@ class Replica:
             admin_key=bytes.fromhex(config.admin_public_key),
             max_clients=p.max_clients,
         )
-        self.consensus = Consensus(ctx, self.ctb, app, self.log)
+        self.executor = Executor(ctx, app, self.log, _no_reply, first=0)
+        self.consensus = Consensus(ctx, self.ctb, self.executor, self.log)
         self.ctb.bind(self.consensus)
         self._sync_armed = False
         self._mem_retry_armed = False
@@ -251,9 +257,11 @@ class Replica:
         ckpt = cons.ckpt
         assert ckpt.last_ctb_ckpt <= ckpt.stable_c <= cons.exec_next + w
         assert all(i < ckpt.last_ctb_ckpt + 2 * w for i in cons.inst), "instance beyond the bound"
-        assert all(i >= cons.exec_next for i in cons.decided), "decided below exec_next kept"
+        ex = self.executor
+        assert all(i >= ex.exec_next for i in ex.decided), "decided below exec_next kept"
         if cons.is_leader():
-            assert cons.next_propose <= ckpt.last_ctb_ckpt + w, "proposed beyond the window"
+            assert cons.proposer.next_propose <= ckpt.last_ctb_ckpt + w, "proposed beyond the window"
+        assert all(inst.view == cons.view for inst in cons.inst.values()), "votes of another view"
         for entry in self.log.clients.values():
             assert all(entry.h < x <= entry.h + self.log.window for x in entry.pending)
 
