@@ -17,15 +17,25 @@ Result wire format::
     0x00 OK | 0x01 NIL | 0x02 len:u32 bytes | 0x03 i64
     | 0x04 count:u32 (0x01 | 0x02 len:u32 bytes){count} | 0x05 len:u16 utf-8 message
 
+State stream (``state_pieces`` / ``restore_*``, the snapshot's application part)::
+
+    state := magic:8 count:u32 entry{count}
+    entry := klen:u16 key{klen} vlen:u32 value{vlen}
+
+Entries are in canonical order, strictly ascending by (bucket_of(key), key) where
+bucket_of(key) = CRC-32(key) mod BUCKETS: one stream per state, whatever the history.
+
 Counters are stored as canonical decimal strings (Redis semantics): GET of a counter returns
 e.g. b"5", and INCR accepts only values that parse as a canonical signed 64-bit integer.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -51,7 +61,14 @@ _R_INT: Final = 0x03
 _R_LIST: Final = 0x04
 _R_ERROR: Final = 0x05
 
-_SNAPSHOT_MAGIC: Final = b"ubftkv\x00\x01"
+# Version 2: entries in bucket order (version 1 had them in plain key order).
+_SNAPSHOT_MAGIC: Final = b"ubftkv\x00\x02"
+_STATE_HEAD_BYTES: Final = len(_SNAPSHOT_MAGIC) + 4  # magic, key count u32
+MAX_ENTRY_BYTES: Final = 2 + MAX_KEY_BYTES + 4 + MAX_VALUE_BYTES
+# state_pieces joins cached bucket bytes into pieces of at least PIECE_BYTES where it can (a
+# piece is shorter only at the end or next to a bucket larger than PIECE_BYTES, which is sliced).
+PIECE_BYTES: Final = 16 * 1024
+MAX_PIECE_BYTES: Final = 2 * PIECE_BYTES
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -352,12 +369,130 @@ def _keys(name: str, args: list[bytes | int]) -> list[bytes]:
     return [_key(name, arg) for arg in args]
 
 
-CHUNKS = 256
+# Canonical order of the state stream, and the unit of its caches: keys are spread over BUCKETS
+# buckets by CRC-32 (deterministic on every replica, unlike ``hash``); the stream lists the
+# buckets in ascending index, each bucket's keys ascending. A protocol constant: changing it
+# changes every snapshot and digest.
+BUCKETS: Final = 4096
+_BUCKET_MASK: Final = BUCKETS - 1
+# digest() hashes groups of consecutive buckets (GROUPS group digests, then one over them).
+_GROUP_SHIFT: Final = 4
+GROUP_BUCKETS: Final = 1 << _GROUP_SHIFT
+GROUPS: Final = BUCKETS // GROUP_BUCKETS
+# state_pieces measures its pieces span by span (a span: _SPAN_BUCKETS consecutive buckets,
+# whose cached bytes are counted in _span_bytes), going bucket by bucket only through a span
+# larger than PIECE_BYTES.
+_SPAN_SHIFT: Final = 8
+_SPAN_BUCKETS: Final = 1 << _SPAN_SHIFT
+_SPANS: Final = BUCKETS // _SPAN_BUCKETS
 
 
-def _chunk_of(key: bytes) -> int:
-    """The chunk a key belongs to: deterministic on every replica (unlike ``hash``)."""
-    return zlib.crc32(key) & (CHUNKS - 1)
+def bucket_of(key: bytes) -> int:
+    """The bucket of ``key`` (0..BUCKETS-1), which places it in the state stream."""
+    return zlib.crc32(key) & _BUCKET_MASK
+
+
+def _join_run(head: bytes, cached: list[bytes], lo: int, hi: int) -> bytes:
+    """One piece of the state stream: ``head`` (if any), then buckets lo..hi-1."""
+    run = b"".join(cached[lo:hi])
+    return head + run if head else run
+
+
+class _StateReader:
+    """Incremental parser of a state stream fed in arbitrary slices. It buffers at most one
+    partial entry beyond what one feed brings (lengths are checked before waiting for bytes).
+
+    It checks the canonical order (bucket ascending, then key ascending: no duplicates, one
+    stream per state) and builds the store's bucket caches from the entries' own bytes, so a
+    restored store streams and digests without serialising anything again.
+    """
+
+    __slots__ = (
+        "_bucket",
+        "_buf",
+        "_count",
+        "_max_keys",
+        "_parts",
+        "_previous",
+        "bucket_bytes",
+        "bucket_keys",
+        "data",
+    )
+
+    def __init__(self, max_keys: int | None) -> None:
+        self._max_keys = max_keys
+        self._buf = bytearray()
+        self._count: int | None = None  # None until the header is read
+        self._bucket = -1  # the bucket of the last entry read
+        self._previous = b""  # the key of the last entry read
+        self._parts: list[bytes] = []  # the entries read so far of bucket self._bucket
+        self.data: dict[bytes, bytes] = {}
+        self.bucket_keys: list[list[bytes] | None] = [None] * BUCKETS
+        self.bucket_bytes: list[bytes] = [b""] * BUCKETS
+
+    def feed(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        pos = 0
+        end = len(buf)
+        if self._count is None:
+            if end < _STATE_HEAD_BYTES:
+                return
+            if buf[: len(_SNAPSHOT_MAGIC)] != _SNAPSHOT_MAGIC:
+                raise ValueError("not a kv snapshot")
+            count: int = _U32.unpack_from(buf, len(_SNAPSHOT_MAGIC))[0]
+            if self._max_keys is not None and count > self._max_keys:
+                raise ValueError("snapshot holds more keys than max_keys")
+            self._count = count
+            pos = _STATE_HEAD_BYTES
+        count = self._count
+        entries = self.data
+        while len(entries) < count:
+            if end - pos < 2:
+                break
+            klen: int = _U16.unpack_from(buf, pos)[0]
+            if klen > MAX_KEY_BYTES:
+                raise ValueError("snapshot key too long")
+            vstart = pos + 2 + klen + 4
+            if end < vstart:
+                break
+            vlen: int = _U32.unpack_from(buf, vstart - 4)[0]
+            if vlen > MAX_VALUE_BYTES:
+                raise ValueError("snapshot value too long")
+            stop = vstart + vlen
+            if end < stop:
+                break
+            key = bytes(buf[pos + 2 : vstart - 4])
+            bucket = zlib.crc32(key) & _BUCKET_MASK
+            if bucket != self._bucket:
+                if bucket < self._bucket:
+                    raise ValueError("snapshot keys not in canonical order")
+                self._close_bucket()
+                self._bucket = bucket
+                self.bucket_keys[bucket] = [key]
+            else:
+                if key <= self._previous:
+                    raise ValueError("snapshot keys not in canonical order")
+                keys = self.bucket_keys[bucket]
+                assert keys is not None
+                keys.append(key)  # ascending, so the list stays sorted
+            entries[key] = bytes(buf[vstart:stop])
+            self._parts.append(bytes(buf[pos:stop]))
+            self._previous = key
+            pos = stop
+        if len(entries) == count and pos < end:
+            raise ValueError("trailing bytes")
+        del buf[:pos]
+
+    def _close_bucket(self) -> None:
+        if self._parts:
+            self.bucket_bytes[self._bucket] = b"".join(self._parts)
+            self._parts = []
+
+    def finish(self) -> None:
+        if self._count is None or len(self.data) < self._count or self._buf:
+            raise ValueError("truncated")
+        self._close_bucket()
 
 
 class KVStore:
@@ -367,6 +502,12 @@ class KVStore:
     "store full"); ``max_result_bytes`` bounds an encoded result (a larger one becomes the
     error "result too large"), so a reply always fits the replica's ``max_reply_bytes``.
     Both must be equal on every replica, like any configuration.
+
+    The map is the whole state (no expiry, no other per-key data; ``clock_ns`` is unused).
+    State stream and digest are asked for at every checkpoint, so both are cached per bucket:
+    each bucket keeps its sorted key list and its entries' stream bytes, re-encoded only if the
+    bucket was written since (``buckets_encoded`` counts those encodings, for tests and
+    benchmarks); ``state_pieces`` then only joins cached bytes.
     """
 
     def __init__(self, *, max_keys: int | None = None, max_result_bytes: int | None = None) -> None:
@@ -377,13 +518,20 @@ class KVStore:
         self._max_keys = max_keys
         self._max_result_bytes = max_result_bytes
         self._data: dict[bytes, bytes] = {}
-        # snapshot() and digest() are asked for at every checkpoint; writes invalidate both.
-        self._snapshot: bytes | None = None
+        # Per bucket: its keys, sorted (None while it has none), and its stream bytes, valid
+        # unless the bucket is in _dirty. _span_bytes: the cached bytes per span of buckets.
+        self._bucket_keys: list[list[bytes] | None] = [None] * BUCKETS
+        self._bucket_bytes: list[bytes] = [b""] * BUCKETS
+        self._span_bytes: list[int] = [0] * _SPANS
+        self._dirty: set[int] = set()
+        # digest(): one digest per group of buckets, None once the group is written; the
+        # digest over them, None after any write.
+        self._group_digests: list[bytes | None] = [None] * GROUPS
         self._digest: bytes | None = None
-        # The digest is over CHUNKS chunk digests (keys split by CRC-32), so a checkpoint
-        # rehashes only the chunks written since the last one, not the whole store.
-        self._chunk_keys: list[set[bytes]] = [set() for _ in range(CHUNKS)]
-        self._chunk_digests: list[bytes | None] = [None] * CHUNKS
+        # Bumped by every change of state, so a state_pieces iterator notices one under it.
+        self._version = 0
+        self._restoring: _StateReader | None = None
+        self.buckets_encoded = 0
 
     # -- Application protocol ------------------------------------------------------------------
 
@@ -403,68 +551,155 @@ class KVStore:
         return encoded
 
     def snapshot(self) -> bytes:
-        """Deterministic: keys sorted, one encoding per state."""
-        if self._snapshot is None:
-            parts = [_SNAPSHOT_MAGIC, _U32.pack(len(self._data))]
-            for key in sorted(self._data):
-                value = self._data[key]
-                parts += [_U16.pack(len(key)), key, _U32.pack(len(value)), value]
-            self._snapshot = b"".join(parts)
-        return self._snapshot
+        """The whole state stream as one bytes object (tests, small stores): prefer
+        ``state_pieces``, which never holds the whole store at once."""
+        return b"".join(self.state_pieces())
 
     def restore(self, snapshot: bytes) -> None:
-        """Replace the state with ``snapshot``; ValueError if it is not a canonical snapshot."""
-        snapshot = bytes(snapshot)
-        r = _Reader(snapshot)
-        if r.take(len(_SNAPSHOT_MAGIC)) != _SNAPSHOT_MAGIC:
-            raise ValueError("not a kv snapshot")
-        count = r.u32()
-        if self._max_keys is not None and count > self._max_keys:
-            raise ValueError("snapshot holds more keys than max_keys")
-        data: dict[bytes, bytes] = {}
-        previous: bytes | None = None
-        for _ in range(count):
-            key = r.take(r.u16())
-            if len(key) > MAX_KEY_BYTES:
-                raise ValueError("snapshot key too long")
-            # Strictly ascending keys: no duplicates, and the digest has one preimage per state.
-            if previous is not None and key <= previous:
-                raise ValueError("snapshot keys not strictly ascending")
-            value = r.take(r.u32())
-            if len(value) > MAX_VALUE_BYTES:
-                raise ValueError("snapshot value too long")
-            data[key] = value
-            previous = key
-        r.finish()
-        self._data = data
-        self._snapshot = snapshot
+        """Replace the state with ``snapshot``; ValueError if it is not a canonical snapshot
+        (the state is then unchanged)."""
+        self.restore_begin()
+        try:
+            self.restore_feed(bytes(snapshot))
+            self.restore_finish()
+        except ValueError:
+            self.restore_abort()
+            raise
+
+    # -- StateStream protocol ------------------------------------------------------------------
+
+    def state_pieces(self) -> Iterator[bytes]:
+        """The canonical state stream in pieces of at most ``MAX_PIECE_BYTES``.
+
+        It reads the state as of its first ``next``; a write or restore before it is exhausted
+        makes it raise RuntimeError (never silently mixed states). Its cost is re-encoding the
+        buckets written since the last call, then one join of cached bytes per piece.
+        """
+        version = self._version
+        self._refresh()
+        for piece in self._pieces():
+            yield piece
+            if self._version != version:
+                raise RuntimeError("the store changed while its state was being read")
+
+    def _pieces(self) -> Iterator[bytes]:
+        """The state stream (caches fresh) in pieces: each joins a run of consecutive buckets
+        until it reaches PIECE_BYTES, so it stays below 2 * PIECE_BYTES. A bucket larger than
+        PIECE_BYTES ends the run before it (that piece may be short) and is sliced alone."""
+        cached = self._bucket_bytes
+        sizes = self._span_bytes
+        head = _SNAPSHOT_MAGIC + _U32.pack(len(self._data))  # leads the first piece
+        lo = 0  # the run: buckets lo.., holding `run` bytes (with the head while it leads)
+        run = len(head)
+        for span in range(_SPANS):
+            start = span << _SPAN_SHIFT
+            if sizes[span] <= PIECE_BYTES:  # the common case: the whole span joins the run
+                run += sizes[span]
+                if run >= PIECE_BYTES:
+                    yield _join_run(head, cached, lo, start + _SPAN_BUCKETS)
+                    head, lo, run = b"", start + _SPAN_BUCKETS, 0
+                continue
+            for bucket in range(start, start + _SPAN_BUCKETS):
+                blob = cached[bucket]
+                if len(blob) <= PIECE_BYTES:
+                    run += len(blob)
+                    if run >= PIECE_BYTES:
+                        yield _join_run(head, cached, lo, bucket + 1)
+                        head, lo, run = b"", bucket + 1, 0
+                    continue
+                if run:
+                    yield _join_run(head, cached, lo, bucket)
+                    head = b""
+                for pos in range(0, len(blob), PIECE_BYTES):
+                    yield blob[pos : pos + PIECE_BYTES]
+                lo, run = bucket + 1, 0
+        if run:
+            yield _join_run(head, cached, lo, BUCKETS)
+
+    def _refresh(self) -> None:
+        """Re-encode the buckets written since the last refresh."""
+        dirty = self._dirty
+        if not dirty:
+            return
+        data = self._data
+        bucket_keys = self._bucket_keys
+        cached = self._bucket_bytes
+        sizes = self._span_bytes
+        u16 = _U16.pack
+        u32 = _U32.pack
+        for bucket in dirty:
+            keys = bucket_keys[bucket]
+            if keys:
+                parts: list[bytes] = []
+                for key in keys:
+                    value = data[key]
+                    parts += (u16(len(key)), key, u32(len(value)), value)
+                fresh = b"".join(parts)
+            else:
+                bucket_keys[bucket] = None
+                fresh = b""
+            sizes[bucket >> _SPAN_SHIFT] += len(fresh) - len(cached[bucket])
+            cached[bucket] = fresh
+        self.buckets_encoded += len(dirty)
+        dirty.clear()
+
+    def restore_begin(self) -> None:
+        """Start restoring a state stream; the current state stays until restore_finish."""
+        self._restoring = _StateReader(self._max_keys)
+
+    def restore_feed(self, data: bytes) -> None:
+        """The next bytes of the stream, cut anywhere. ValueError on a malformed stream (the
+        restore is then dropped)."""
+        reader = self._restoring
+        if reader is None:
+            raise ValueError("no restore in progress")
+        try:
+            reader.feed(data)
+        except ValueError:
+            self._restoring = None
+            raise
+
+    def restore_finish(self) -> None:
+        """Replace the state with the stream fed since restore_begin; ValueError if it is
+        incomplete (the current state is then unchanged)."""
+        reader = self._restoring
+        self._restoring = None
+        if reader is None:
+            raise ValueError("no restore in progress")
+        reader.finish()
+        cached = reader.bucket_bytes
+        self._data = reader.data
+        self._bucket_keys = reader.bucket_keys
+        self._bucket_bytes = cached
+        self._span_bytes = [
+            sum(map(len, cached[lo : lo + _SPAN_BUCKETS]))
+            for lo in range(0, BUCKETS, _SPAN_BUCKETS)
+        ]
+        self._dirty = set()
+        self._group_digests = [None] * GROUPS
         self._digest = None
-        self._chunk_keys = [set() for _ in range(CHUNKS)]
-        for key in data:
-            self._chunk_keys[_chunk_of(key)].add(key)
-        self._chunk_digests = [None] * CHUNKS
+        self._version += 1
+
+    def restore_abort(self) -> None:
+        self._restoring = None
 
     def digest(self) -> bytes:
-        """BLAKE2b-256 over the list of chunk digests, cached until the next write; a chunk's
-        digest covers its entries in key order and is recomputed only after a write to it."""
+        """BLAKE2b-256 over the GROUPS group digests, cached until the next write. A group's
+        digest is the BLAKE2b-256 of its part of the state stream (the entries of its
+        GROUP_BUCKETS buckets in stream order), recomputed only after a write to it."""
         if self._digest is None:
-            digests = self._chunk_digests
+            self._refresh()
+            cached = self._bucket_bytes
+            digests = self._group_digests
             parts: list[bytes] = []
-            for c, d in enumerate(digests):
+            for group, d in enumerate(digests):
                 if d is None:
-                    d = digests[c] = self._chunk_digest(c)
+                    lo = group << _GROUP_SHIFT
+                    segment = b"".join(cached[lo : lo + GROUP_BUCKETS])
+                    d = digests[group] = hashlib.blake2b(segment, digest_size=DIGEST_BYTES).digest()
                 parts.append(d)
             self._digest = hashlib.blake2b(b"".join(parts), digest_size=DIGEST_BYTES).digest()
         return self._digest
-
-    def _chunk_digest(self, c: int) -> bytes:
-        h = hashlib.blake2b(digest_size=DIGEST_BYTES)
-        data = self._data
-        for key in sorted(self._chunk_keys[c]):
-            value = data[key]
-            h.update(_U16.pack(len(key)) + key + _U32.pack(len(value)))
-            h.update(value)
-        return h.digest()
 
     # -- extras --------------------------------------------------------------------------------
 
@@ -497,13 +732,11 @@ class KVStore:
                 self._put(key, value)
                 return Ok()
             case "DEL":
-                keys = _keys(name, args)
                 removed = 0
-                for key in keys:
+                for key in _keys(name, args):
                     if self._data.pop(key, None) is not None:
                         removed += 1
-                        self._chunk_keys[_chunk_of(key)].discard(key)
-                        self._invalidate(key)
+                        self._remove_key(key)
                 return Integer(removed)
             case "INCR":
                 _arity(name, args, 2)
@@ -524,15 +757,33 @@ class KVStore:
         return Integer(new)
 
     def _put(self, key: bytes, value: bytes) -> None:
-        full = self._max_keys is not None and len(self._data) >= self._max_keys
-        if full and key not in self._data:
-            raise _BadCommand("store full")
-        if self._data.get(key) != value:
-            self._data[key] = value
-            self._chunk_keys[_chunk_of(key)].add(key)
-            self._invalidate(key)
+        data = self._data
+        current = data.get(key)
+        if current is None:
+            if self._max_keys is not None and len(data) >= self._max_keys:
+                raise _BadCommand("store full")
+            data[key] = value
+            bucket = bucket_of(key)
+            keys = self._bucket_keys[bucket]
+            if keys is None:
+                self._bucket_keys[bucket] = [key]
+            else:
+                bisect.insort(keys, key)
+            self._touch(bucket)
+        elif current != value:
+            data[key] = value
+            self._touch(bucket_of(key))
 
-    def _invalidate(self, key: bytes) -> None:
-        self._snapshot = None
+    def _remove_key(self, key: bytes) -> None:
+        bucket = bucket_of(key)
+        keys = self._bucket_keys[bucket]
+        assert keys is not None, "a stored key is in its bucket's list"
+        keys.remove(key)
+        self._touch(bucket)
+
+    def _touch(self, bucket: int) -> None:
+        """The state changed in ``bucket``."""
+        self._version += 1
         self._digest = None
-        self._chunk_digests[_chunk_of(key)] = None
+        self._dirty.add(bucket)
+        self._group_digests[bucket >> _GROUP_SHIFT] = None

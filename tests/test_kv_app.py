@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+import zlib
 
 import pytest
 from ubft.apps.kv import (
+    BUCKETS,
     INT64_MAX,
     INT64_MIN,
     MAX_KEY_BYTES,
@@ -19,6 +21,7 @@ from ubft.apps.kv import (
     Ok,
     Value,
     Values,
+    bucket_of,
     cmd_del,
     cmd_get,
     cmd_incr,
@@ -367,8 +370,8 @@ def test_max_keys_and_max_result_bytes() -> None:
         kv.restore(big.snapshot())
 
 
-def test_digest_recomputes_only_written_chunks_and_matches_a_fresh_store() -> None:
-    from ubft.apps.kv import CHUNKS
+def test_digest_recomputes_only_written_groups_and_matches_a_fresh_store() -> None:
+    from ubft.apps.kv import GROUPS
 
     incremental = KVStore()
     for j in range(2000):
@@ -378,10 +381,405 @@ def test_digest_recomputes_only_written_chunks_and_matches_a_fresh_store() -> No
     incremental.apply(cmd_del(b"k7", b"k8"), 0)
     incremental.apply(cmd_incr(b"n", 3), 0)
     d = incremental.digest()
-    assert sum(x is None for x in incremental._chunk_digests) == 0
+    assert sum(x is None for x in incremental._group_digests) == 0
     incremental.apply(cmd_set(b"k1", b"changed"), 0)
-    assert sum(x is None for x in incremental._chunk_digests) == 1 < CHUNKS
+    assert sum(x is None for x in incremental._group_digests) == 1 < GROUPS
     assert incremental.digest() != d
     fresh = KVStore()
     fresh.restore(incremental.snapshot())
     assert fresh.digest() == incremental.digest()
+
+
+# ---------------------------------------------------------------------------------------------
+# The state stream (snapshots in chunks)
+
+
+def test_state_pieces_are_the_snapshot_in_bounded_pieces() -> None:
+    from ubft.apps.kv import MAX_PIECE_BYTES, PIECE_BYTES
+
+    kv = KVStore()
+    for j in range(400):
+        run(kv, cmd_set(b"k%04d" % j, bytes([j % 256]) * (j * 37 % 3000)))
+    run(kv, cmd_set(b"huge", b"h" * MAX_VALUE_BYTES))
+    pieces = list(kv.state_pieces())
+    assert b"".join(pieces) == kv.snapshot()
+    assert len(pieces) > 10
+    assert max(map(len, pieces)) <= MAX_PIECE_BYTES
+    # Pieces are short only at the end, or before and at the end of the one bucket larger than
+    # PIECE_BYTES (the huge value's, sliced alone).
+    assert sum(len(p) < PIECE_BYTES for p in pieces[:-1]) <= 2, "pieces are not needlessly small"
+    assert list(KVStore().state_pieces()) == [KVStore().snapshot()]
+    assert len(KVStore().snapshot()) == 12
+
+
+def test_restore_from_a_stream_cut_anywhere() -> None:
+    source = KVStore()
+    for command in random_commands(seed=21, count=200):
+        source.apply(command, clock_ns=0)
+    stream = source.snapshot()
+    small = valid_snapshot()
+    for cut in range(len(small) + 1):  # every single split point of a small stream
+        kv = KVStore()
+        kv.restore_begin()
+        kv.restore_feed(small[:cut])
+        kv.restore_feed(small[cut:])
+        kv.restore_finish()
+        assert kv.snapshot() == small
+    rng = random.Random(4)
+    for _ in range(20):
+        kv = KVStore()
+        run(kv, cmd_set(b"old", b"state"))
+        kv.restore_begin()
+        pos = 0
+        while pos < len(stream):
+            step = rng.choice((1, 2, 7, 100, 5000))
+            kv.restore_feed(stream[pos : pos + step])
+            pos += step
+        assert run(kv, cmd_get(b"old")) == Value(b"state"), "untouched until restore_finish"
+        kv.restore_finish()
+        assert kv.digest() == source.digest() and kv.snapshot() == stream
+        assert run(kv, cmd_get(b"old")) == Nil()
+
+
+def test_streamed_restore_failures_leave_the_state() -> None:
+    kv = KVStore()
+    run(kv, cmd_set(b"keep", b"me"))
+    before = kv.snapshot()
+    good = valid_snapshot()
+    with pytest.raises(ValueError, match="no restore"):
+        kv.restore_feed(good)
+    with pytest.raises(ValueError, match="no restore"):
+        kv.restore_finish()
+    kv.restore_begin()
+    kv.restore_feed(good[:-1])
+    with pytest.raises(ValueError, match="truncated"):
+        kv.restore_finish()
+    kv.restore_begin()
+    kv.restore_feed(good)
+    with pytest.raises(ValueError, match="trailing"):
+        kv.restore_feed(b"\x00")
+    with pytest.raises(ValueError, match="no restore"):
+        kv.restore_finish()  # a failed feed drops the restore
+    kv.restore_begin()
+    kv.restore_feed(good[:5])
+    kv.restore_abort()
+    with pytest.raises(ValueError):
+        kv.restore_finish()
+    # a long key is refused as soon as its length is read, without waiting for its bytes
+    kv.restore_begin()
+    with pytest.raises(ValueError, match="key too long"):
+        kv.restore_feed(good[:12] + (MAX_KEY_BYTES + 1).to_bytes(2, "big"))
+    kv.restore_begin()
+    with pytest.raises(ValueError, match="value too long"):
+        kv.restore_feed(good[:12] + b"\x00\x01a" + (MAX_VALUE_BYTES + 1).to_bytes(4, "big"))
+    assert kv.snapshot() == before
+    # begin again restarts from scratch
+    kv.restore_begin()
+    kv.restore_feed(good[:7])
+    kv.restore_begin()
+    kv.restore_feed(good)
+    kv.restore_finish()
+    assert kv.snapshot() == good
+
+
+def test_state_pieces_refuse_a_store_changed_under_them() -> None:
+    kv = KVStore()
+    for j in range(2000):
+        run(kv, cmd_set(b"k%05d" % j, b"v" * 30))
+    pieces = kv.state_pieces()
+    first = next(pieces)
+    run(kv, cmd_get(b"k00001"))  # reads and no-op writes change nothing
+    run(kv, cmd_set(b"k00001", b"v" * 30))
+    second = next(pieces)
+    assert len(first) >= 16 * 1024 and second
+    run(kv, cmd_set(b"k00001", b"changed"))
+    with pytest.raises(RuntimeError, match="changed"):
+        list(pieces)
+    pieces = kv.state_pieces()
+    next(pieces)
+    kv.restore(valid_snapshot())
+    with pytest.raises(RuntimeError):
+        list(pieces)
+
+
+def test_digest_after_streamed_restore_matches_incremental_digest() -> None:
+    source = KVStore()
+    for j in range(3000):
+        source.apply(cmd_set(b"k%d" % j, b"v%d" % j), 0)
+    source.digest()
+    copy = KVStore()
+    copy.restore_begin()
+    for piece in source.state_pieces():
+        copy.restore_feed(piece)
+    copy.restore_finish()
+    assert copy.digest() == source.digest()
+    copy.apply(cmd_set(b"k1", b"x"), 0)
+    source.apply(cmd_set(b"k1", b"x"), 0)
+    assert copy.digest() == source.digest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Canonical order and per-bucket caches of the state stream
+
+
+def reference_stream(state: dict[bytes, bytes]) -> bytes:
+    """The state stream as the module docstring defines it, written independently: entries
+    ascending by (CRC-32(key) mod BUCKETS, key)."""
+    out = bytearray(b"ubftkv\x00\x02" + len(state).to_bytes(4, "big"))
+    for key in sorted(state, key=lambda k: (zlib.crc32(k) % BUCKETS, k)):
+        value = state[key]
+        out += len(key).to_bytes(2, "big") + key + len(value).to_bytes(4, "big") + value
+    return bytes(out)
+
+
+def keys_in_bucket(bucket: int, count: int, prefix: bytes = b"c") -> list[bytes]:
+    """``count`` keys that all fall into ``bucket``."""
+    found: list[bytes] = []
+    i = 0
+    while len(found) < count:
+        key = prefix + b"%d" % i
+        if bucket_of(key) == bucket:
+            found.append(key)
+        i += 1
+    return found
+
+
+def target_state() -> dict[bytes, bytes]:
+    """Some keys sharing buckets (in the first, a middle and the last bucket), many alone."""
+    state = {b"k%d" % j: b"v%d" % (j * 7) for j in range(600)}
+    for bucket in (0, 1234, BUCKETS - 1):
+        for i, key in enumerate(keys_in_bucket(bucket, 4, prefix=b"c%d-" % bucket)):
+            state[key] = b"shared" * i
+    state[b"n"] = b"42"  # reached through INCR below
+    state[b""] = b"empty key"
+    return state
+
+
+def test_state_stream_is_canonical_whatever_the_order_and_history() -> None:
+    state = target_state()
+    plain = KVStore()
+    for key in sorted(state):
+        plain.apply(cmd_set(key, state[key]), 0)
+    assert plain.snapshot() == reference_stream(state)
+
+    churned = KVStore()
+    rng = random.Random(3)
+    keys = list(state)
+    rng.shuffle(keys)
+    for n, key in enumerate(keys):
+        churned.apply(cmd_set(key, b"first version of " + key), 0)
+        churned.apply(cmd_set(b"doomed:%d" % n, b"x" * (n % 50)), 0)
+        if n % 97 == 0:  # caches built in the middle of the history
+            list(churned.state_pieces())
+            churned.digest()
+    for n, key in enumerate(reversed(keys)):
+        if key == b"n":
+            churned.apply(cmd_del(key), 0)
+            churned.apply(cmd_incr(key, 40), 0)
+            churned.apply(cmd_incr(key, 2), 0)
+        else:
+            churned.apply(cmd_set(key, state[key]), 0)
+        churned.apply(cmd_del(b"doomed:%d" % n), 0)
+        if n % 101 == 0:
+            churned.snapshot()
+    assert churned.footprint() == len(state)
+
+    restored = KVStore()
+    restored.restore(churned.snapshot())
+    restored.apply(cmd_set(b"k1", b"detour"), 0)
+    list(restored.state_pieces())
+    restored.apply(cmd_set(b"k1", state[b"k1"]), 0)
+
+    for other in (churned, restored):
+        assert list(other.state_pieces()) == list(plain.state_pieces()), "same pieces, same cut"
+        assert other.digest() == plain.digest()
+
+
+def test_pieces_after_a_restore_equal_pieces_before() -> None:
+    state = target_state()
+    source = KVStore()
+    for key, value in state.items():
+        source.apply(cmd_set(key, value), 0)
+    source.apply(cmd_del(*keys_in_bucket(1234, 2, prefix=b"c1234-")), 0)
+    before = list(source.state_pieces())
+    stream = b"".join(before)
+    rng = random.Random(8)
+    copy = KVStore()
+    copy.apply(cmd_set(b"stale", b"gone"), 0)
+    copy.restore_begin()
+    pos = 0
+    while pos < len(stream):
+        step = rng.choice((1, 3, 50, 1000, 20000))
+        copy.restore_feed(stream[pos : pos + step])
+        pos += step
+    copy.restore_finish()
+    encoded = copy.buckets_encoded
+    assert list(copy.state_pieces()) == before
+    assert copy.digest() == source.digest()
+    assert copy.buckets_encoded == encoded, "the restore built the caches from the stream"
+    assert copy._bucket_bytes == source._bucket_bytes
+    assert copy._bucket_keys == source._bucket_keys
+    assert copy._span_bytes == source._span_bytes
+    for command in random_commands(seed=31, count=200):
+        assert copy.apply(command, 0) == source.apply(command, 0)
+    assert list(copy.state_pieces()) == list(source.state_pieces())
+    assert copy.digest() == source.digest()
+
+
+def test_a_write_reencodes_exactly_its_bucket() -> None:
+    kv = KVStore()
+    for j in range(1000):
+        kv.apply(cmd_set(b"k%d" % j, b"v%d" % j), 0)
+    pieces = list(kv.state_pieces())
+    digest = kv.digest()
+    cached = list(kv._bucket_bytes)
+    encoded = kv.buckets_encoded
+
+    # Reads and writes that change nothing re-encode nothing.
+    for command in (
+        cmd_get(b"k1"),
+        cmd_set(b"k1", b"v1"),
+        cmd_del(b"missing"),
+        cmd_set(b"k2", b"v" * (MAX_VALUE_BYTES + 1)),
+    ):
+        kv.apply(command, 0)
+    assert list(kv.state_pieces()) == pieces and kv.digest() is digest
+    assert kv.buckets_encoded == encoded
+
+    kv.apply(cmd_set(b"k17", b"new"), 0)
+    kv.apply(cmd_set(b"k17", b"newer"), 0)  # twice in one bucket: encoded once
+    written = bucket_of(b"k17")
+    changed = list(kv.state_pieces())
+    assert changed != pieces and kv.digest() != digest
+    assert kv.buckets_encoded == encoded + 1
+    assert kv._bucket_bytes[written] != cached[written]
+    assert all(kv._bucket_bytes[b] is cached[b] for b in range(BUCKETS) if b != written)
+    assert b"".join(changed) == reference_stream(
+        {**{b"k%d" % j: b"v%d" % j for j in range(1000)}, b"k17": b"newer"}
+    )
+
+    # digest() and state_pieces() share one encoding; a DEL re-encodes its bucket too.
+    kv.apply(cmd_del(b"k18"), 0)
+    kv.digest()
+    list(kv.state_pieces())
+    assert kv.buckets_encoded == encoded + 2
+    list(kv.state_pieces())
+    assert kv.buckets_encoded == encoded + 2
+
+
+def test_emptied_buckets_leave_no_trace() -> None:
+    kv = KVStore()
+    keys = [*keys_in_bucket(77, 3), b"a", b"b"]
+    for key in keys:
+        kv.apply(cmd_set(key, key), 0)
+    list(kv.state_pieces())
+    kv.apply(cmd_del(*keys), 0)
+    assert kv.snapshot() == KVStore().snapshot() and kv.digest() == KVStore().digest()
+    assert kv._bucket_keys == KVStore()._bucket_keys
+
+
+def test_shared_buckets_restore_from_any_cut() -> None:
+    state = {key: b"v" + key for key in keys_in_bucket(5, 3) + keys_in_bucket(6, 2)}
+    state[b"alone"] = b""
+    kv = KVStore()
+    for key in sorted(state, reverse=True):
+        kv.apply(cmd_set(key, state[key]), 0)
+    stream = kv.snapshot()
+    assert stream == reference_stream(state)
+    for cut in range(len(stream) + 1):
+        copy = KVStore()
+        copy.restore_begin()
+        copy.restore_feed(stream[:cut])
+        copy.restore_feed(stream[cut:])
+        copy.restore_finish()
+        assert list(copy.state_pieces()) == list(kv.state_pieces())
+        assert copy.digest() == kv.digest()
+
+
+def _stream_of(entries: list[tuple[bytes, bytes]]) -> bytes:
+    out = bytearray(KVStore().snapshot()[:8] + len(entries).to_bytes(4, "big"))
+    for key, value in entries:
+        out += len(key).to_bytes(2, "big") + key + len(value).to_bytes(4, "big") + value
+    return bytes(out)
+
+
+def test_restore_refuses_streams_out_of_canonical_order() -> None:
+    # two keys, a < b, with bucket_of(b) < bucket_of(a): canonical order is b, a
+    a, b = next(
+        (x, y)
+        for x, y in ((b"x%d" % i, b"x%d" % (i + 1)) for i in range(1000))
+        if bucket_of(y) < bucket_of(x)
+    )
+    same = sorted(keys_in_bucket(9, 2))
+    good = _stream_of([(b, b"1"), (a, b"2")])
+    for bad, fragment in (
+        (_stream_of([(a, b"2"), (b, b"1")]), "canonical order"),  # key order (version 1's)
+        (_stream_of([(same[1], b""), (same[0], b"")]), "canonical order"),  # within a bucket
+        (_stream_of([(same[0], b""), (same[0], b"")]), "canonical order"),  # a duplicate
+        (b"ubftkv\x00\x01" + good[8:], "not a kv snapshot"),  # version 1
+    ):
+        kv = KVStore()
+        with pytest.raises(ValueError, match=fragment):
+            kv.restore(bad)
+    kv = KVStore()
+    kv.restore(good)
+    assert kv.snapshot() == good and kv.snapshot() == reference_stream({a: b"2", b: b"1"})
+
+
+def test_large_buckets_and_spans_stay_within_piece_bounds() -> None:
+    from ubft.apps.kv import MAX_PIECE_BYTES, PIECE_BYTES
+
+    state: dict[bytes, bytes] = {}
+    for i, key in enumerate(keys_in_bucket(300, 4)):  # one bucket of ~150 KiB
+        state[key] = bytes([i]) * (MAX_VALUE_BYTES - i)
+    for i, key in enumerate(keys_in_bucket(301, 2)):  # a neighbour just over PIECE_BYTES
+        state[key] = bytes([i]) * (PIECE_BYTES // 2 + 10)
+    for j in range(1500):  # spans of over PIECE_BYTES made of small buckets
+        state[b"s%d" % j] = bytes([j % 256]) * 300
+    kv = KVStore()
+    for key, value in state.items():
+        kv.apply(cmd_set(key, value), 0)
+    pieces = list(kv.state_pieces())
+    assert b"".join(pieces) == reference_stream(state)
+    assert max(map(len, pieces)) <= MAX_PIECE_BYTES
+    big = sum(len(b) > PIECE_BYTES for b in kv._bucket_bytes)
+    assert big == 2
+    assert sum(len(p) < PIECE_BYTES for p in pieces[:-1]) <= 2 * big
+    copy = KVStore()
+    copy.restore_begin()
+    for piece in pieces:
+        copy.restore_feed(piece)
+    copy.restore_finish()
+    assert list(copy.state_pieces()) == pieces and copy.digest() == kv.digest()
+
+
+def test_random_histories_match_the_reference_stream() -> None:
+    from ubft.apps.kv import MAX_PIECE_BYTES
+
+    rng = random.Random(12)
+    pool = [*keys_in_bucket(40, 4), *keys_in_bucket(41, 3), *(b"r%d" % i for i in range(60))]
+    kv = KVStore()
+    model: dict[bytes, bytes] = {}
+    for step in range(400):
+        key = rng.choice(pool)
+        roll = rng.random()
+        if roll < 0.25:
+            kv.apply(cmd_del(key), 0)
+            model.pop(key, None)
+        else:
+            size = rng.choice((0, 5, 40, 3000, 20000)) if roll < 0.95 else MAX_VALUE_BYTES
+            value = rng.randbytes(size)
+            kv.apply(cmd_set(key, value), 0)
+            model[key] = value
+        if step % rng.choice((1, 3, 17)) == 0:
+            pieces = list(kv.state_pieces())
+            assert b"".join(pieces) == reference_stream(model)
+            assert max(map(len, pieces)) <= MAX_PIECE_BYTES
+            assert kv._span_bytes == [
+                sum(map(len, kv._bucket_bytes[lo : lo + 256])) for lo in range(0, BUCKETS, 256)
+            ]
+        if step % 50 == 0:
+            fresh = KVStore()
+            fresh.restore(reference_stream(model))
+            assert fresh.digest() == kv.digest()
+            assert list(fresh.state_pieces()) == list(kv.state_pieces())

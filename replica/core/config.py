@@ -53,6 +53,9 @@ class ProtocolParams(BaseModel):
     max_request_bytes: Annotated[int, Field(ge=1, le=1 << 20)] = 4096
     max_reply_bytes: Annotated[int, Field(ge=16, le=1 << 20)] = 4096
     evidence_per_peer_max: Annotated[int, Field(ge=1)] = 16
+    # Snapshot chunks (state transfer): a cluster constant, part of the canonical snapshot
+    # encoding, so equal on every replica. A Chunk must fit one frame's bytes field (1 MiB).
+    chunk_size: Annotated[int, Field(ge=1024, le=1 << 20)] = 64 * 1024
     slow_path_mode: SlowPathMode = SlowPathMode.ON_DEMAND
     durable: bool = False
 

@@ -7,7 +7,10 @@ Every container here is bounded by max_clients x client_window: a request id out
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from .admission import ADMIN_CLIENT_ID
 from .crypto import digest
@@ -19,6 +22,17 @@ OUT_OF_WINDOW = b"\x00ubft:out-of-window"
 # below the highest id ever registered whose history was forgotten is retired for good.
 KEY_HISTORY = 8
 REPLY_TOO_LARGE = b"\x00ubft:reply-too-large"
+
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+_TABLE_HEAD = struct.Struct(">QI")  # admin_s, id_watermark
+_CLIENT_HEAD = struct.Struct(">QI")  # h, executed count (after cid and key)
+_REPLY_HEAD = struct.Struct(">QI")  # request id, result length
+
+
+class TableDecodeError(ValueError):
+    """Bytes that are not one canonical client table (``RequestLog.from_table_bytes``)."""
 
 
 @dataclass(slots=True)
@@ -205,22 +219,115 @@ class RequestLog:
         return result
 
     def table_bytes(self) -> bytes:
-        """Canonical encoding of the client table (checkpointed state)."""
-        out = bytearray(self.admin_s.to_bytes(8, "big"))
-        out += self.id_watermark.to_bytes(4, "big")
+        """Canonical encoding of the client table (checkpointed state); see ``table_pieces``."""
+        return b"".join(self.table_pieces())
+
+    def table_pieces(self) -> Iterator[bytes]:
+        """The canonical client table, one piece per section and per client (big-endian)::
+
+            table   := admin_s:u64 id_watermark:u32
+                       nused:u32 (cid:u32 nkeys:u8 key{nkeys}){nused}    ascending cid
+                       nretired:u32 cid:u32{nretired}                    oldest first
+                       nclients:u32 client{nclients}                     ascending cid
+            key     := len:u16 bytes{len}                                registration order
+            client  := cid:u32 key h:u64 nexec:u32 x:u64{nexec}          executed ids ascending
+                       nreplies:u32 (x:u64 len:u32 result{len}){nreplies}  execution order
+
+        Registration, retirement and execution orders are identical on correct replicas (they
+        follow ordered execution). Pending requests and echoes are not part of it.
+        """
+        head = bytearray(_TABLE_HEAD.pack(self.admin_s, self.id_watermark))
+        head += _U32.pack(len(self.used_keys))
         for cid in sorted(self.used_keys):
-            for key in self.used_keys[cid]:  # registration order, identical on correct replicas
-                out += b"k" + cid.to_bytes(4, "big") + key
+            keys = self.used_keys[cid]
+            head += _U32.pack(cid) + bytes((len(keys),))
+            for key in keys:
+                head += _U16.pack(len(key)) + key
+        head += _U32.pack(len(self.retired))
         for cid in self.retired:
-            out += b"d" + cid.to_bytes(4, "big")
+            head += _U32.pack(cid)
+        head += _U32.pack(len(self.clients))
+        yield bytes(head)
         for cid, e in sorted(self.clients.items()):
-            out += cid.to_bytes(4, "big") + e.key + e.h.to_bytes(8, "big")
+            out = bytearray(_U32.pack(cid) + _U16.pack(len(e.key)) + e.key)
+            out += _CLIENT_HEAD.pack(e.h, len(e.executed))
             for x in sorted(e.executed):
-                out += b"x" + x.to_bytes(8, "big")
-            for x, r in e.replies.items():  # execution order, identical on correct replicas
-                out += b"r" + x.to_bytes(8, "big") + len(r).to_bytes(4, "big") + r
-            out += b"."
-        return bytes(out)
+                out += _U64.pack(x)
+            out += _U32.pack(len(e.replies))
+            for x, r in e.replies.items():
+                out += _REPLY_HEAD.pack(x, len(r)) + r
+            yield bytes(out)
+
+    @classmethod
+    def from_table_bytes(
+        cls, data: bytes, client_window: int, max_reply: int, max_clients: int
+    ) -> RequestLog:
+        """The log whose ``table_bytes()`` is ``data`` (no pending requests), for the given
+        parameters (those of the configuration the table was checkpointed with).
+
+        Raises TableDecodeError, and nothing else, unless ``data`` is exactly one canonical
+        table consistent with the parameters and with the invariants execution keeps.
+        """
+        r = _TableReader(bytes(data))
+        log = cls({}, client_window, max_reply, max_clients=max_clients)
+        log.admin_s, log.id_watermark = r.unpack(_TABLE_HEAD)
+        used: dict[int, list[bytes]] = {}
+        previous = -1
+        for _ in range(r.count(max_clients * 2 + 1, "used key ids")):
+            cid = r.u32()
+            if cid <= previous:
+                raise TableDecodeError("used key ids not strictly ascending")
+            if cid == ADMIN_CLIENT_ID or cid > log.id_watermark:
+                raise TableDecodeError("used key id out of range")
+            nkeys = r.take(1)[0]
+            if not 1 <= nkeys <= KEY_HISTORY:
+                raise TableDecodeError("bad key history length")
+            keys = [r.take(r.u16()) for _ in range(nkeys)]
+            if len(set(keys)) != nkeys:
+                raise TableDecodeError("duplicate key in a key history")
+            used[cid] = keys
+            previous = cid
+        retired = [r.u32() for _ in range(r.count(max_clients, "retired ids"))]
+        if len(set(retired)) != len(retired) or not set(retired) <= used.keys():
+            raise TableDecodeError("retired ids not distinct remembered ids")
+        clients: dict[int, ClientEntry] = {}
+        previous = -1
+        for _ in range(r.count(max_clients + 1, "clients")):
+            cid = r.u32()
+            if cid <= previous:
+                raise TableDecodeError("client ids not strictly ascending")
+            key = r.take(r.u16())
+            if cid != ADMIN_CLIENT_ID and (cid not in used or used[cid][-1] != key):
+                raise TableDecodeError("client key is not its id's latest used key")
+            entry = ClientEntry(key, r.u64())
+            executed = [r.u64() for _ in range(r.count(client_window, "executed ids"))]
+            if any(b <= a for a, b in pairwise(executed)):
+                raise TableDecodeError("executed ids not strictly ascending")
+            if executed and not (
+                entry.h + 1 < executed[0] and executed[-1] <= entry.h + client_window
+            ):
+                raise TableDecodeError("executed id outside (h + 1, h + window]")
+            entry.executed = set(executed)
+            for _ in range(r.count(client_window, "replies")):
+                x = r.u64()
+                result = r.take(r.u32())
+                if x in entry.replies or not (x <= entry.h or x in entry.executed):
+                    raise TableDecodeError("reply for a request not executed or repeated")
+                if len(result) > max_reply and result != REPLY_TOO_LARGE:
+                    raise TableDecodeError("reply larger than max_reply")
+                entry.replies[x] = result
+            clients[cid] = entry
+            previous = cid
+        r.finish()
+        registered = clients.keys() - {ADMIN_CLIENT_ID}
+        if registered & set(retired) or registered | set(retired) != used.keys():
+            raise TableDecodeError("remembered ids are not the registered and retired ones")
+        if len(registered) > max_clients:
+            raise TableDecodeError("more clients than max_clients")
+        log.used_keys = used
+        log.retired = retired
+        log.clients = clients
+        return log
 
     def footprint(self) -> int:
         return sum(
@@ -236,3 +343,44 @@ class RequestLog:
     def key_footprint(self) -> int:
         """Keys and ids remembered for admission: at most 2 x max_clients x KEY_HISTORY."""
         return sum(len(keys) for keys in self.used_keys.values()) + len(self.retired)
+
+
+class _TableReader:
+    """Bounds-checked cursor over a client table; every failure is a TableDecodeError."""
+
+    __slots__ = ("_data", "_pos")
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._pos = 0
+
+    def take(self, n: int) -> bytes:
+        end = self._pos + n
+        if end > len(self._data):
+            raise TableDecodeError("truncated client table")
+        out = self._data[self._pos : end]
+        self._pos = end
+        return out
+
+    def unpack(self, fmt: struct.Struct) -> tuple[int, ...]:
+        values: tuple[int, ...] = fmt.unpack(self.take(fmt.size))
+        return values
+
+    def u16(self) -> int:
+        return self.unpack(_U16)[0]
+
+    def u32(self) -> int:
+        return self.unpack(_U32)[0]
+
+    def u64(self) -> int:
+        return self.unpack(_U64)[0]
+
+    def count(self, limit: int, what: str) -> int:
+        n = self.u32()
+        if n > limit:
+            raise TableDecodeError(f"too many {what}")
+        return n
+
+    def finish(self) -> None:
+        if self._pos != len(self._data):
+            raise TableDecodeError("trailing bytes after the client table")
