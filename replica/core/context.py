@@ -32,7 +32,14 @@ class Context:
         "verifier",
     )
 
-    def __init__(self, config: ClusterConfig, me: int, signer: Signer, verifier: Verifier) -> None:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        me: int,
+        signer: Signer,
+        verifier: Verifier,
+        evidence: EvidenceLog | None = None,
+    ) -> None:
         self.config = config
         self.params = config.params
         self.me = me
@@ -44,7 +51,8 @@ class Context:
         self.f = config.f
         self.signer = signer
         self.verifier = verifier
-        self.evidence = EvidenceLog(config.params.evidence_per_peer_max)
+        # evidence outlives the epoch: the replica hands the same log to every epoch's context
+        self.evidence = evidence or EvidenceLog(config.params.evidence_per_peer_max)
         self.outbox: list[Action] = []
         self.now_ns = 0
         self.durable = config.params.durable  # emit Persist barriers (PROTOCOL.md section 1)

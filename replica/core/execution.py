@@ -22,6 +22,10 @@ from .request_log import OUT_OF_WINDOW, RequestLog
 Reply = Callable[[int, int, bytes], None]  # (client_id, request_id, result)
 
 
+def _no_reply(_client_id: int, _request_id: int, _result: bytes) -> None:
+    return None
+
+
 def _noop() -> None:
     return None
 
@@ -51,21 +55,26 @@ class Executor:
     )
 
     def __init__(
-        self, ctx: Context, app: Application, log: RequestLog, reply: Reply, first: int
+        self, app: Application, log: RequestLog, interval: int, admin_key: bytes, first: int
     ) -> None:
-        self.ctx = ctx
         self.app = app
         self.log = log
-        self.reply = reply
-        self.interval = ctx.params.checkpoint_interval
-        self.admin_key = bytes.fromhex(ctx.config.admin_public_key)
+        self.interval = interval  # checkpoints at multiples of window/2, in every epoch
+        self.admin_key = admin_key
         self.exec_next = first
         self.app_clock = 0
         self.decided: dict[int, Batch] = {}  # decided, not yet executed
-        # hooks of the epoch's consensus (set once it is built)
+        # the current epoch's context (its outbox, epoch number, keys) and hooks of its
+        # consensus, set by ``bind`` when the epoch is built
+        self.ctx: Context
+        self.reply: Reply = _no_reply
         self.after_instance: Callable[[int, Batch], None] = _noop_instance  # i has executed
         self.at_checkpoint: Callable[[int], None] = _noop_checkpoint  # executed up to c - 1
         self.after_run: Callable[[], None] = _noop  # a run of executions ended
+
+    def bind(self, ctx: Context) -> None:
+        """Run in the epoch of ``ctx`` from now on (execution itself outlives epochs)."""
+        self.ctx = ctx
 
     def decide(self, i: int, batch: Batch) -> None:
         if i >= self.exec_next:

@@ -6,47 +6,19 @@ file). Entry points never raise on anything a peer, client or memory node sent.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from ubft.memnode.register import RegisterClient
 
 from .actions import Action, SendMemnode, TimerKey, TimerKind
 from .admission import ADMIN_CLIENT_ID
 from .app import Application
 from .codec import decode, encode
 from .config import ClusterConfig
-from .consensus import Consensus
-from .context import Context
 from .crypto import Signer, Tag, Verifier, digest, statement, verify_with_key
-from .ctbcast import CtbCast
+from .epoch import Epoch
 from .errors import DecodeError, UsageError
+from .evidence import EvidenceLog
 from .execution import Executor
-from .messages import (
-    CkptShare,
-    Ctb,
-    CtbCkptCert,
-    CtbCkptShare,
-    CtbEcho,
-    CtbSig,
-    CtbSigRequest,
-    Equivocation,
-    FastCommit,
-    MemReadReply,
-    MemWriteReply,
-    PrepShare,
-    Promise,
-    Request,
-    RequestEcho,
-    RequestEchoes,
-    RequestForward,
-    Sync,
-)
+from .messages import MemReadReply, MemWriteReply, Request
 from .request_log import RequestLog
-
-
-def _no_reply(_client_id: int, _request_id: int, _result: bytes) -> None:
-    raise UsageError("the executor replies through the epoch's consensus")
 
 
 class Replica:
@@ -65,9 +37,6 @@ class Replica:
             raise UsageError(f"replica {me} is not a member of epoch {config.epoch}")
         if verifier is None:
             verifier = Verifier(config.member_keys(), signer.counter)
-        self.ctx = ctx = Context(config, me, signer, verifier)
-        self.regs = RegisterClient(me, config.memnode_ids)
-        self.ctb = CtbCast(ctx, self.regs)
         p = config.params
         if len(clients) > p.max_clients or ADMIN_CLIENT_ID in clients:
             raise UsageError(
@@ -80,31 +49,27 @@ class Replica:
             admin_key=bytes.fromhex(config.admin_public_key),
             max_clients=p.max_clients,
         )
-        self.executor = Executor(ctx, app, self.log, _no_reply, first=0)
-        self.consensus = Consensus(ctx, self.ctb, self.executor, self.log)
-        self.ctb.bind(self.consensus)
+        # What outlives an epoch: keys, evidence, the client table, the application and the
+        # execution position. What one epoch builds (configuration, CTBcast streams, register
+        # client, view and instances) is ``self.epoch``; reconfiguration replaces only that.
+        self.signer = signer
+        self.evidence = EvidenceLog(p.evidence_per_peer_max)
+        admin_key = bytes.fromhex(config.admin_public_key)
+        self.executor = Executor(app, self.log, p.checkpoint_interval, admin_key, first=0)
         self._sync_armed = False
         self._mem_retry_armed = False
         self.rejected_frames = 0
-        self._peers = frozenset(ctx.others)
-        ctb, cons = self.ctb, self.consensus
-        self._handlers: dict[type, Callable[[int, Any], None]] = {
-            Ctb: ctb.on_ctb,
-            CtbEcho: ctb.on_echo,
-            CtbSig: ctb.on_sig,
-            CtbSigRequest: ctb.on_sig_request,
-            CtbCkptShare: ctb.on_share,
-            CtbCkptCert: ctb.on_cert,
-            Equivocation: ctb.on_equivocation,
-            Promise: cons.on_promise,
-            FastCommit: cons.on_fast_commit,
-            PrepShare: cons.on_prep_share,
-            CkptShare: cons.on_ckpt_share,
-            RequestEcho: cons.intake.on_request_echo,
-            RequestEchoes: cons.intake.on_request_echoes,
-            RequestForward: cons.on_request_forward,
-            Sync: cons.on_sync,
-        }
+        self._enter(Epoch(config, me, signer, verifier, self.evidence, self.executor, self.log))
+
+    def _enter(self, epoch: Epoch) -> None:
+        """Make ``epoch`` the current one (the hot paths read its parts as attributes)."""
+        self.epoch = epoch
+        self.ctx = epoch.ctx
+        self.regs = epoch.regs
+        self.ctb = epoch.ctb
+        self.consensus = epoch.consensus
+        self._peers = epoch.peers
+        self._handlers = epoch.handlers
 
     # ------------------------------------------------------------------ entry points
 
@@ -260,7 +225,9 @@ class Replica:
         ex = self.executor
         assert all(i >= ex.exec_next for i in ex.decided), "decided below exec_next kept"
         if cons.is_leader():
-            assert cons.proposer.next_propose <= ckpt.last_ctb_ckpt + w, "proposed beyond the window"
+            assert cons.proposer.next_propose <= ckpt.last_ctb_ckpt + w, (
+                "proposed beyond the window"
+            )
         assert all(inst.view == cons.view for inst in cons.inst.values()), "votes of another view"
         for entry in self.log.clients.values():
             assert all(entry.h < x <= entry.h + self.log.window for x in entry.pending)
