@@ -295,22 +295,35 @@ class _BadCommand(Exception):
 
 
 def _decode_command(command: bytes) -> tuple[int, list[bytes | int]]:
-    r = _Reader(command)
-    try:
-        code = r.u8()
-        argc = r.u16()
-        args: list[bytes | int] = []
-        for _ in range(argc):
-            kind = r.u8()
-            if kind == _ARG_BYTES:
-                args.append(r.take(r.u32()))
-            elif kind == _ARG_INT:
-                args.append(r.i64())
-            else:
-                raise ValueError("bad argument tag")
-        r.finish()
-    except ValueError as exc:
-        raise _BadCommand("malformed command") from exc
+    """(code, arguments) of a well-formed command; _BadCommand otherwise. Runs once per
+    executed request on every replica, so it reads with offsets, not a cursor object."""
+    n = len(command)
+    if n < 3:
+        raise _BadCommand("malformed command")
+    code, argc = _HEAD.unpack_from(command)
+    pos = 3
+    args: list[bytes | int] = []
+    for _ in range(argc):
+        if pos >= n:
+            raise _BadCommand("malformed command")
+        kind = command[pos]
+        if kind == _ARG_BYTES:
+            if pos + 5 > n:
+                raise _BadCommand("malformed command")
+            (length,) = _U32.unpack_from(command, pos + 1)
+            pos += 5 + length
+            if pos > n:
+                raise _BadCommand("malformed command")
+            args.append(command[pos - length : pos])
+        elif kind == _ARG_INT:
+            if pos + 9 > n:
+                raise _BadCommand("malformed command")
+            args.append(_I64.unpack_from(command, pos + 1)[0])
+            pos += 9
+        else:
+            raise _BadCommand("malformed command")
+    if pos != n:
+        raise _BadCommand("malformed command")
     if code not in _OP_NAMES:
         raise _BadCommand("unknown command")
     return code, args
