@@ -1,12 +1,13 @@
 """``ubft bench-core``: what the sans-IO protocol core costs per request, in one process.
 
-Three ``Replica`` objects (n = 3, f = 1), three real ``MemoryNodeStore`` objects and a set of
-``ClientSession`` objects issuing KV SET/GET commands are wired by an instant in-memory network:
-one FIFO queue of (destination, source, frame), no delays, no faults, no event heap. The driver
-works in *waves* (the raft ``Step``/``Ready`` pattern): it delivers every frame queued so far in
-FIFO order, then calls ``take_actions`` once on every replica and client that received
-something and appends what they sent to the queue, then issues the next burst of client
-requests. Frames produced during a wave are delivered in the next one. Each wave advances the
+Three ``Replica`` objects (n = 3, f = 1), three real memory nodes (``MemnodeServer``: decode,
+access control, store, encode) and a set of ``ClientSession`` objects issuing KV SET/GET
+commands are hosted by the harness every driver uses (``ubft.replica.harness``) and wired by an
+instant in-memory network: one FIFO queue of (destination, source, frame), no delays, no
+faults, no event heap. The driver works in *waves* (the raft ``Step``/``Ready`` pattern): it
+delivers every frame queued so far in FIFO order, then drains (``take_actions``) every replica
+and client that received something and appends what they sent to the queue, then issues the
+next burst of client requests. Frames produced during a wave are delivered in the next one. Each wave advances the
 virtual clock by ``WAVE_NS``.
 
 Batching: the leader cuts batches in ``take_actions``; each wave issues a burst of B new
@@ -40,8 +41,9 @@ Modes:
 
 CPU time is measured with ``time.perf_counter_ns`` around every ``receive``,
 ``receive_client``, ``receive_memnode``, ``timer_fired`` and ``take_actions`` call of each
-replica, and nothing else: the driver, the memory nodes (decode, store, encode) and the clients
-are excluded. The process is single-threaded, so wall time inside a call is its CPU time.
+replica, and nothing else: the driver (the harness's routing included), the memory nodes
+(decode, store, encode) and the clients are excluded. The process is single-threaded, so wall
+time inside a call is its CPU time.
 """
 
 from __future__ import annotations
@@ -63,25 +65,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ubft.apps.kv import KVStore, cmd_get, cmd_set
-from ubft.client.session import ClientSession, Completed
-from ubft.replica.core.actions import (
-    Decided,
-    Executed,
-    ReportEvidence,
-    Send,
-    SendClient,
-    SendMemnode,
-    SetTimer,
-    TimerKey,
-    TimerKind,
-)
-from ubft.replica.core.codec import decode, encode
+from ubft.client.session import ClientSession
+from ubft.replica.core.actions import Action, Decided, Executed, ReportEvidence, TimerKey, TimerKind
+from ubft.replica.core.codec import decode
 from ubft.replica.core.config import ProtocolParams, SlowPathMode
 from ubft.replica.core.crypto import SignatureCounter, Tag
 from ubft.replica.core.errors import DecodeError
-from ubft.replica.core.messages import MemRead, MemWrite, MsgKind
+from ubft.replica.core.messages import MsgKind
 from ubft.replica.core.replica import Replica
-from ubft.replica.sim.cluster import make_cluster, make_signer, provision_stores
+from ubft.replica.harness import CLIENT, REPLICA, Harness, InstantStorage, Node, Observer
+from ubft.replica.sim.cluster import make_cluster, make_signer, provision_memnodes
 
 N = 3
 F = 1
@@ -125,11 +118,7 @@ _ADMISSION_NAMES = frozenset(k.name for k in MsgKind if k.name.startswith("REQUE
 _FAST_PATH_VOTES = frozenset(
     int(k) for k in (MsgKind.CTB_ECHO, MsgKind.PROMISE, MsgKind.FAST_COMMIT)
 )
-# node kinds in the queue
-_REP, _CLI, _MEM = 0, 1, 2
-_Frame = tuple[
-    int, int, int, int, bytes
-]  # destination kind, destination, source kind, source, frame
+_Frame = tuple[Node, Node, bytes]  # destination, source, frame
 
 
 def _echo_entries(frame: bytes) -> int:
@@ -224,6 +213,51 @@ class _TimedApp:
         return out
 
 
+class _TimedReplica:
+    """A replica as the harness drives it, every handler call timed (CPU accounting)."""
+
+    __slots__ = ("bench", "inner", "r")
+
+    def __init__(self, bench: Bench, r: int, inner: Replica) -> None:
+        self.bench = bench
+        self.r = r
+        self.inner = inner
+
+    def receive(self, sender: int, frame: bytes, now_ns: int) -> None:
+        self.bench._call(self.r, self.inner.receive, sender, frame, now_ns)
+
+    def receive_client(self, client_id: int, frame: bytes, now_ns: int) -> None:
+        self.bench._call(self.r, self.inner.receive_client, client_id, frame, now_ns)
+
+    def receive_memnode(self, node: int, frame: bytes, now_ns: int) -> None:
+        self.bench._call(self.r, self.inner.receive_memnode, node, frame, now_ns)
+
+    def timer_fired(self, key: TimerKey, now_ns: int) -> None:
+        self.bench._call(self.r, self.inner.timer_fired, key, now_ns)
+
+    def take_actions(self) -> list[Action]:
+        actions: list[Action] = self.bench._call(self.r, self.inner.take_actions)
+        return actions
+
+
+class _Tally(Observer):
+    """Decisions, executions and evidence per replica, from what the harness routes."""
+
+    def __init__(self, bench: Bench) -> None:
+        self.bench = bench
+
+    def decided(self, r: int, a: Decided) -> None:
+        self.bench.decided[r] += 1
+        if a.fast:
+            self.bench.decided_fast[r] += 1
+
+    def executed(self, r: int, a: Executed) -> None:
+        self.bench.executed[r] += 1
+
+    def evidence(self, r: int, a: ReportEvidence) -> None:
+        self.bench.evidence[r] += 1
+
+
 def _workload(j: int) -> bytes:
     key = b"key:%05d" % (j % 4096)
     if j % 2 == 0:
@@ -261,7 +295,14 @@ class Bench:
         self.replicas = [
             Replica(self.config, i, signers[i], self.apps[i], client_keys) for i in range(N)
         ]
-        self.stores = provision_stores(self.config)
+        self.memnodes = provision_memnodes(self.config)
+        self.harness = Harness(self, self, _Tally(self), InstantStorage())
+        for i, rep in enumerate(self.replicas):
+            self.harness.add_replica(i, _TimedReplica(self, i, rep))
+        for session in self.clients.values():
+            self.harness.add_client(session)
+        for server in self.memnodes.values():
+            self.harness.add_memnode(server)
         self.silent = SILENT if slow else -1
         self.silent_all = spec.silent == "all"
         self.fire_timers = slow or spec.fast_timers == "deadline"
@@ -270,7 +311,7 @@ class Bench:
             self.immediate = frozenset({int(TimerKind.FAST_PATH), int(TimerKind.FAST_TIMEOUT)})
         # network and clock
         self.queue: list[_Frame] = []
-        self.timers: list[tuple[int, int, int, int, TimerKey]] = []  # at, seq, node kind, id, key
+        self.timers: list[tuple[int, int, Node, TimerKey]] = []  # at, seq, node, key
         self.seq = 0
         self.now = 0
         self.waves = 0
@@ -309,7 +350,7 @@ class Bench:
         self.calls[r] += 1
         return out
 
-    # ------------------------------------------------------------------ routing
+    # ------------------------------------------------------------------ links and timers
 
     def _count(self, cat: int, frame: bytes) -> None:
         counts = self.traffic.count[cat]
@@ -317,7 +358,32 @@ class Bench:
         counts[name] = counts.get(name, 0) + 1
         self.traffic.nbytes[cat] += len(frame)
 
-    def _set_timer(self, kind: int, ident: int, key: TimerKey, at_ns: int) -> None:
+    def send(self, src: Node, dst: Node, frame: bytes) -> None:
+        """The harness's links: count the frame and queue it for the next wave (or drop it,
+        from the silent follower)."""
+        skind, dkind = src[0], dst[0]
+        if skind == REPLICA:
+            if dkind == REPLICA:
+                kind = frame[KIND_BYTE]
+                if src[1] == self.silent and self._silenced(kind):
+                    name = _kind_name(frame)
+                    self.traffic.dropped[name] = self.traffic.dropped.get(name, 0) + 1
+                    return
+                if kind in _ADMISSION:
+                    self.traffic.echo_entries += _echo_entries(frame)
+                self._count(_R2R, frame)
+            elif dkind == CLIENT:
+                self._count(_R2C, frame)
+            else:
+                self._count(_R2M, frame)
+        elif skind == CLIENT:
+            self._count(_C2R, frame)
+        else:
+            self._count(_M2R, frame)
+        self.queue.append((dst, src, frame))
+
+    def set_timer(self, node: Node, key: TimerKey, at_ns: int) -> None:
+        """The harness's timers: counted; queued only where this run fires them."""
         name = _TIMER_NAMES.get(int(key.kind), str(key.kind))
         self.timers_set[name] = self.timers_set.get(name, 0) + 1
         if not self.fire_timers:
@@ -325,7 +391,7 @@ class Bench:
         if int(key.kind) in self.immediate:
             at_ns = self.now
         self.seq += 1
-        heapq.heappush(self.timers, (at_ns, self.seq, kind, ident, key))
+        heapq.heappush(self.timers, (at_ns, self.seq, node, key))
 
     def _silenced(self, kind: int) -> bool:
         """Whether the silent follower's frame of this kind is dropped."""
@@ -334,52 +400,12 @@ class Bench:
         return self.silent_all or kind not in _ADMISSION
 
     def _replica_actions(self, r: int) -> None:
-        acts = self._call(r, self.replicas[r].take_actions)
-        q = self.queue
-        for a in acts:
-            t = type(a)
-            if t is Send:
-                frame = a.frame
-                if r == self.silent and self._silenced(frame[KIND_BYTE]):
-                    name = _kind_name(frame)
-                    self.traffic.dropped[name] = self.traffic.dropped.get(name, 0) + len(a.targets)
-                    continue
-                kind = frame[KIND_BYTE]
-                if kind in _ADMISSION:
-                    self.traffic.echo_entries += _echo_entries(frame) * len(a.targets)
-                for dst in a.targets:
-                    self._count(_R2R, frame)
-                    q.append((_REP, dst, _REP, r, frame))
-            elif t is SendClient:
-                self._count(_R2C, a.frame)
-                q.append((_CLI, a.client_id, _REP, r, a.frame))
-            elif t is SendMemnode:
-                self._count(_R2M, a.frame)
-                q.append((_MEM, a.node, _REP, r, a.frame))
-            elif t is SetTimer:
-                self._set_timer(_REP, r, a.key, a.at_ns)
-            elif t is Executed:
-                self.executed[r] += 1
-            elif t is Decided:
-                self.decided[r] += 1
-                if a.fast:
-                    self.decided_fast[r] += 1
-            elif t is ReportEvidence:
-                self.evidence[r] += 1
+        self.harness.flush_replica(r)
         if self.measuring:
             self.windows[r].observe(self.cpu[r], self.executed[r] - self.exec_base[r])
 
     def _client_actions(self, cid: int) -> None:
-        q = self.queue
-        for a in self.clients[cid].take_actions():
-            if isinstance(a, Send):
-                for dst in a.targets:
-                    self._count(_C2R, a.frame)
-                    q.append((_REP, dst, _CLI, cid, a.frame))
-            elif isinstance(a, SetTimer):
-                self._set_timer(_CLI, cid, a.key, a.at_ns)
-            elif isinstance(a, Completed):
-                self.completed += 1
+        self.completed += len(self.harness.flush_client(cid))
 
     def _issue_burst(self) -> None:
         """Up to B new requests, round-robin over clients with room in their window."""
@@ -404,33 +430,21 @@ class Bench:
     def _deliver_wave(self) -> None:
         wave, self.queue = self.queue, []
         now = self.now
-        reps = self.replicas
+        harness = self.harness
+        clients = self.clients
         touched_r: set[int] = set()
         touched_c: dict[int, None] = {}
-        for dk, dst, sk, src, frame in wave:
-            if dk == _REP:
-                rep = reps[dst]
-                if sk == _REP:
-                    self._call(dst, rep.receive, src, frame, now)
-                elif sk == _CLI:
-                    self._call(dst, rep.receive_client, src, frame, now)
-                else:
-                    self._call(dst, rep.receive_memnode, src, frame, now)
-                touched_r.add(dst)
-            elif dk == _CLI:
-                session = self.clients.get(dst)
-                if session is not None:
-                    session.receive(src, frame, now)
-                    touched_c[dst] = None
+        for dst, src, frame in wave:
+            kind, ident = dst
+            if kind == REPLICA:
+                harness.deliver(src, dst, frame, now)
+                touched_r.add(ident)
+            elif kind == CLIENT:
+                if ident in clients:
+                    harness.deliver(src, dst, frame, now)
+                    touched_c[ident] = None
             else:
-                try:
-                    epoch, msg = decode(frame)
-                except DecodeError:
-                    continue
-                if isinstance(msg, MemRead | MemWrite):
-                    reply = encode(self.stores[dst].handle(src, msg), epoch)
-                    self._count(_M2R, reply)
-                    self.queue.append((_REP, src, _MEM, dst, reply))
+                harness.deliver(src, dst, frame, now)  # the reply goes out in the next wave
         for r in sorted(touched_r):
             self._replica_actions(r)
         for cid in touched_c:
@@ -442,16 +456,15 @@ class Bench:
         touched_r: set[int] = set()
         touched_c: dict[int, None] = {}
         while timers and timers[0][0] <= self.now:
-            _, _, kind, ident, key = heapq.heappop(timers)
+            _, _, node, key = heapq.heappop(timers)
             name = _TIMER_NAMES.get(int(key.kind), str(key.kind))
             self.timers_fired[name] = self.timers_fired.get(name, 0) + 1
             fired = True
-            if kind == _REP:
-                self._call(ident, self.replicas[ident].timer_fired, key, self.now)
-                touched_r.add(ident)
+            self.harness.fire(node, key, self.now)
+            if node[0] == REPLICA:
+                touched_r.add(node[1])
             else:
-                self.clients[ident].timer_fired(key, self.now)
-                touched_c[ident] = None
+                touched_c[node[1]] = None
         for r in sorted(touched_r):
             self._replica_actions(r)
         for cid in touched_c:
@@ -797,7 +810,9 @@ def memory_run(opts: Options) -> dict[str, Any]:
         "live_core_allocations_kib": round(core_bytes / 1024, 1),
         "live_register_client_allocations_kib": round(reg_bytes / 1024, 1),
         "top_live_allocations": top,
-        "memnode_register_bytes_per_node": max(s.allocated_bytes() for s in bench.stores.values()),
+        "memnode_register_bytes_per_node": max(
+            s.allocated_bytes() for s in bench.memnodes.values()
+        ),
         "wall_s": res["wall_s"],
     }
 

@@ -12,10 +12,17 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ubft.replica.core.messages import MemMarkKnown, MemRead, MemReadReply, MemWrite, MemWriteReply
-
 from .layout import VALUE_BYTES, RegisterAddress, encode_subslot, parse_register
-from .store import STATUS_OK, STATUS_REJECTED, STATUS_UNKNOWN
+from .wire import (
+    STATUS_OK,
+    STATUS_REJECTED,
+    STATUS_UNKNOWN,
+    MemMarkKnown,
+    MemRead,
+    MemReadReply,
+    MemWrite,
+    MemWriteReply,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,13 +11,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ubft.replica.core.messages import MemMarkKnown, MemRead, MemReadReply, MemWrite, MemWriteReply
-
 from .layout import EMPTY_REGISTER, REGISTER_BYTES, SUBSLOT_BYTES
+from .wire import (
+    STATUS_OK,
+    STATUS_REJECTED,
+    STATUS_UNKNOWN,
+    MemMarkKnown,
+    MemRead,
+    MemReadReply,
+    MemWrite,
+    MemWriteReply,
+)
 
-STATUS_OK = 0
-STATUS_UNKNOWN = 1
-STATUS_REJECTED = 2
+__all__ = [
+    "REASON_BAD_LENGTH",
+    "REASON_BAD_SUBSLOT",
+    "REASON_MALFORMED",
+    "REASON_NOT_MEMBER",
+    "REASON_NOT_WRITER",
+    "REASON_UNKNOWN_AREA",
+    "REASON_UNKNOWN_EPOCH",
+    "REASON_UNKNOWN_REGISTER",
+    "STATUS_OK",
+    "STATUS_REJECTED",
+    "STATUS_UNKNOWN",
+    "MemoryNodeStore",
+]
 
 # Reasons a request is rejected, the keys of ``rejected_by_reason``.
 REASON_UNKNOWN_EPOCH = "unknown_epoch"

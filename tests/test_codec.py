@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
+from ubft.memnode.wire import MemMarkKnown, MemRead, MemReadReply, MemWrite, MemWriteReply
 from ubft.replica.core.codec import (
     FRAME_HEADER,
     MAX_BATCH_ENTRIES,
@@ -44,11 +45,6 @@ from ubft.replica.core.messages import (
     Entry,
     Equivocation,
     FastCommit,
-    MemMarkKnown,
-    MemRead,
-    MemReadReply,
-    MemWrite,
-    MemWriteReply,
     Message,
     MsgKind,
     Payload,

@@ -1,6 +1,7 @@
-"""Three real replicas, three memory-node stores and client sessions, wired by a tiny
-deterministic in-test driver: one FIFO queue of frames, timers fired only when a test says so,
-and a drop filter. Tests are named after the PROTOCOL.md sections they exercise."""
+"""Three real replicas, three memory nodes (``MemnodeServer``) and client sessions, hosted by the
+harness every driver uses (``ubft.replica.harness``) and wired by a tiny deterministic in-test
+driver: one FIFO queue of frames, timers fired only when a test says so, and a drop filter.
+Tests are named after the PROTOCOL.md sections they exercise."""
 
 from __future__ import annotations
 
@@ -14,15 +15,12 @@ from ubft.apps.kv import KVStore, cmd_incr, encode_int
 from ubft.client.session import ClientSession, Completed
 from ubft.memnode.layout import EMPTY_REGISTER, VALUE_BYTES, RegisterAddress, encode_subslot
 from ubft.memnode.store import STATUS_REJECTED, MemoryNodeStore
+from ubft.memnode.wire import MemRead, MemReadReply, MemWrite
 from ubft.replica.core.actions import (
     Decided,
     Delivered,
     Executed,
     ReportEvidence,
-    Send,
-    SendClient,
-    SendMemnode,
-    SetTimer,
     TimerKey,
     TimerKind,
 )
@@ -43,9 +41,6 @@ from ubft.replica.core.messages import (
     Entry,
     Equivocation,
     FastCommit,
-    MemRead,
-    MemReadReply,
-    MemWrite,
     Message,
     Prepare,
     PrepShare,
@@ -57,14 +52,36 @@ from ubft.replica.core.messages import (
     Sync,
 )
 from ubft.replica.core.replica import Replica
+from ubft.replica.harness import CLIENT, REPLICA, Harness, InstantStorage, Node, Observer
+from ubft.replica.sim.cluster import provision_memnodes
 
-Node = tuple[str, int]  # ("R", replica) | ("C", client) | ("M", memory node)
 CID = 100
+
+
+class _Record(Observer):
+    """What the replicas report, kept per replica by the driver."""
+
+    def __init__(self, d: Driver) -> None:
+        self.d = d
+
+    def decided(self, r: int, a: Decided) -> None:
+        self.d.decided[r].append(a)
+
+    def delivered(self, r: int, a: Delivered) -> None:
+        prev = self.d.delivered[r].setdefault((a.b, a.k), digest(a.m))
+        assert prev == digest(a.m), f"R{r} delivered two values for {(a.b, a.k)}"
+
+    def executed(self, r: int, a: Executed) -> None:
+        self.d.executed[r].append(a)
+
+    def evidence(self, r: int, a: ReportEvidence) -> None:
+        self.d.evidence[r].append(a)
 
 
 class Driver:
     """A FIFO network on virtual time. ``run`` delivers frames until none is left; timers fire
-    only through ``fire``; ``drop(src, dst, frame)`` returning True loses a frame."""
+    only through ``fire``; ``drop(src, dst, frame)`` returning True loses a frame. It is the
+    harness's links (``send``) and timers (``set_timer``)."""
 
     def __init__(self, config: ClusterConfig, keys: Any) -> None:
         self.config = config
@@ -74,11 +91,15 @@ class Driver:
             i: Replica(config, i, keys.members[i], KVStore(), client_keys)
             for i in config.member_ids
         }
-        self.stores = {j: MemoryNodeStore(j, incarnation=1) for j in config.memnode_ids}
-        for store in self.stores.values():
-            for w in config.member_ids:
-                store.provision_area(config.epoch, w, config.member_ids, config.params.tail)
+        self.memnodes = provision_memnodes(config)
         self.sessions = {cid: ClientSession(config, cid, s) for cid, s in keys.clients.items()}
+        self.harness = Harness(self, self, _Record(self), InstantStorage())
+        for i, rep in self.replicas.items():
+            self.harness.add_replica(i, rep)
+        for session in self.sessions.values():
+            self.harness.add_client(session)
+        for server in self.memnodes.values():
+            self.harness.add_memnode(server)
         self.queue: deque[tuple[Node, Node, bytes]] = deque()
         self.timers: list[tuple[int, Node, TimerKey]] = []
         self.now = 0
@@ -92,7 +113,17 @@ class Driver:
         self.evidence: dict[int, list[ReportEvidence]] = defaultdict(list)
         self.completed: dict[int, list[Completed]] = defaultdict(list)
 
+    @property
+    def stores(self) -> dict[int, MemoryNodeStore]:
+        return {j: server.store for j, server in self.memnodes.items()}
+
     # ------------------------------------------------------------------ plumbing
+
+    def send(self, src: Node, dst: Node, frame: bytes) -> None:
+        self.post(src, dst, frame)
+
+    def set_timer(self, node: Node, key: TimerKey, at_ns: int) -> None:
+        self.timers.append((at_ns, node, key))
 
     def post(self, src: Node, dst: Node, frame: bytes) -> None:
         self.sent.append((src, dst, frame))
@@ -114,58 +145,22 @@ class Driver:
         self.post(src, dst, encode(msg, self.config.epoch))
 
     def collect(self, r: int) -> None:
-        src: Node = ("R", r)
-        for a in self.replicas[r].take_actions():
-            if isinstance(a, Send):
-                for t in a.targets:
-                    self.post(src, ("R", t), a.frame)
-            elif isinstance(a, SendClient):
-                self.post(src, ("C", a.client_id), a.frame)
-            elif isinstance(a, SendMemnode):
-                self.post(src, ("M", a.node), a.frame)
-            elif isinstance(a, SetTimer):
-                self.timers.append((a.at_ns, src, a.key))
-            elif isinstance(a, Decided):
-                self.decided[r].append(a)
-            elif isinstance(a, Delivered):
-                prev = self.delivered[r].setdefault((a.b, a.k), digest(a.m))
-                assert prev == digest(a.m), f"R{r} delivered two values for {(a.b, a.k)}"
-            elif isinstance(a, Executed):
-                self.executed[r].append(a)
-            elif isinstance(a, ReportEvidence):
-                self.evidence[r].append(a)
+        self.harness.flush_replica(r)
 
     def collect_client(self, cid: int) -> None:
-        src: Node = ("C", cid)
-        for a in self.sessions[cid].take_actions():
-            if isinstance(a, Send):
-                for t in a.targets:
-                    self.post(src, ("R", t), a.frame)
-            elif isinstance(a, SetTimer):
-                self.timers.append((a.at_ns, src, a.key))
-            else:
-                self.completed[cid].append(a)
+        self.completed[cid].extend(self.harness.flush_client(cid))
 
     def step(self) -> None:
         src, dst, frame = self.queue.popleft()
+        self.harness.deliver(src, dst, frame, self.now)  # a memory node answers at once
         kind, ident = dst
-        if kind == "R":
-            rep = self.replicas[ident]
-            if src[0] == "R":
-                rep.receive(src[1], frame, self.now)
-            elif src[0] == "C":
-                rep.receive_client(src[1], frame, self.now)
-            else:
-                rep.receive_memnode(src[1], frame, self.now)
+        if kind == REPLICA:
             self.collect(ident)
-        elif kind == "C":
-            self.sessions[ident].receive(src[1], frame, self.now)
+        elif kind == CLIENT:
             self.collect_client(ident)
         else:
-            epoch, msg = decode(frame)
-            assert isinstance(msg, MemRead | MemWrite)
-            reply = self.stores[ident].handle(src[1], msg)
-            self.post(dst, src, encode(reply, epoch))
+            dropped = self.memnodes[ident].dropped_by_reason
+            assert not dropped, f"M{ident} got frames it could not read: {dropped}"
 
     def run(self, limit: int = 50_000) -> int:
         for r in self.replicas:
@@ -181,14 +176,13 @@ class Driver:
         """Fire every timer of these kinds set so far (time jumps to its deadline)."""
         due = sorted(t for t in self.timers if t[2].kind in kinds)
         self.timers = [t for t in self.timers if t[2].kind not in kinds]
-        for at, (kind, ident), key in due:
+        for at, node, key in due:
             self.now = max(self.now, at)
-            if kind == "R":
-                self.replicas[ident].timer_fired(key, self.now)
-                self.collect(ident)
+            self.harness.fire(node, key, self.now)
+            if node[0] == REPLICA:
+                self.collect(node[1])
             else:
-                self.sessions[ident].timer_fired(key, self.now)
-                self.collect_client(ident)
+                self.collect_client(node[1])
         return len(due)
 
     def submit(self, cid: int, payload: bytes) -> int:
@@ -338,6 +332,25 @@ def test_sec4_silent_follower_request_decides_on_slow_path(cluster: Driver) -> N
             if isinstance(msg, MemWrite):
                 assert msg.writer == s
     assert all(store.rejected_total == 0 for store in d.stores.values())
+
+
+@pytest.mark.parametrize("slow", [False, True])
+def test_sec1_durable_mode_runs_through_the_harness_barrier(
+    make_cluster: Callable[..., Any], slow: bool
+) -> None:
+    config, keys = make_cluster(durable=True)
+    d = Driver(config, keys)
+    storage = InstantStorage(keep=True)
+    d.harness.storage = storage
+    if slow:
+        d.drop = lambda src, dst, frame: src == ("R", 2)
+    rid = d.submit(CID, cmd_incr(b"k"))
+    _until_completed(d, CID)
+    assert d.completed[CID] == [Completed(rid, encode_int(1))]
+    assert [x.fast for x in d.decided[0]] == [not slow]
+    for r in (0, 1):
+        assert storage.records.get(r), f"R{r} persisted nothing in durable mode"
+    assert all(d.harness.behind_barrier(r) == 0 for r in d.replicas)
 
 
 def test_sec4_slow_path_only_after_fast_timeout(cluster: Driver) -> None:

@@ -15,7 +15,7 @@ from ubft.memnode.layout import (
 )
 from ubft.memnode.register import ReadDone, RegisterClient, WriteDone
 from ubft.memnode.store import STATUS_OK, STATUS_REJECTED, STATUS_UNKNOWN, MemoryNodeStore
-from ubft.replica.core.messages import MemRead, MemReadReply, MemWrite, MemWriteReply
+from ubft.memnode.wire import MemRead, MemReadReply, MemWrite, MemWriteReply
 
 NODES = (10, 11, 12)
 ADDR = RegisterAddress(epoch=1, writer=0, b=1, slot=3)

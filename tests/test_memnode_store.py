@@ -17,7 +17,7 @@ from ubft.memnode.store import (
     STATUS_UNKNOWN,
     MemoryNodeStore,
 )
-from ubft.replica.core.messages import MemRead, MemReadReply, MemWrite, MemWriteReply
+from ubft.memnode.wire import MemMarkKnown, MemRead, MemReadReply, MemWrite, MemWriteReply
 
 MEMBERS = (0, 1, 2)
 EPOCH = 1
@@ -161,8 +161,6 @@ def test_allocation_for_three_replicas_at_default_tail() -> None:
 
 
 def test_mark_known_over_the_wire_binds_the_node_incarnation() -> None:
-    from ubft.replica.core.messages import MemMarkKnown
-
     store = MemoryNodeStore(node_id=10, incarnation=3)
     store.provision_area(EPOCH, 0, MEMBERS, TAIL, known=False)
     store.provision_area(EPOCH, 1, MEMBERS, TAIL)

@@ -1,11 +1,14 @@
 """Run import-linter over a copy of the ``ubft`` package laid out as installed, since grimp
-follows neither the editable install's folder mapping nor symlinked folders."""
+follows neither the editable install's folder mapping nor symlinked folders. Every contract of
+pyproject.toml's ``[tool.importlinter]`` is checked (``make lint``, hence CI); the copy lives in
+a fresh temporary folder, so runs side by side never see each other's tree."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,8 +23,11 @@ FOLDERS = {
 
 
 def main() -> int:
-    tree = ROOT / "build" / "importlint"
-    shutil.rmtree(tree, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="ubft-importlint-") as tmp:
+        return _lint(Path(tmp))
+
+
+def _lint(tree: Path) -> int:
     ignore = shutil.ignore_patterns("__pycache__", "*.md")
     shutil.copytree(ROOT / "ubft", tree / "ubft", ignore=ignore)
     for folder, name in FOLDERS.items():
@@ -35,9 +41,12 @@ def main() -> int:
         del sys.modules[name]
     from importlinter.cli import lint_imports
 
+    cwd = os.getcwd()
     os.chdir(tree)  # import-linter puts the working directory first on sys.path
-
-    return int(lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True))
+    try:
+        return int(lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True))
+    finally:
+        os.chdir(cwd)
 
 
 if __name__ == "__main__":

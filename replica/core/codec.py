@@ -17,7 +17,8 @@ Frame
 
 ``FRAME_HEADER`` (``>IBBI``, 10 bytes) packs the first four fields. A whole frame, length
 field included, is at most ``MAX_FRAME_BYTES``; a stream reader rejects a length field above
-``MAX_FRAME_BYTES - 4`` before reading the rest.
+``MAX_FRAME_BYTES - 4`` before reading the rest. The header, its limits and ``DecodeError`` are
+``ubft.framing``'s, shared with the memory node's codec.
 
 Bodies (replica <-> replica)::
 
@@ -43,17 +44,10 @@ Bodies (client <-> replica)::
     REQUEST          REQ
     REPLY            epoch u32 | client_id u32 | request_id u64 | result bytes32(MAX_PAYLOAD_BYTES)
 
-Bodies (memory nodes)::
-
-    MEM_READ         op_id u64 | epoch u32 | writer u16 | b u16 | slot u32
-    MEM_WRITE        op_id u64 | epoch u32 | writer u16 | b u16 | slot u32 | subslot u8
-                     | data (exactly MEM_SUBSLOT_BYTES = 120 raw bytes)
-    MEM_READ_REPLY   op_id u64 | node_incarnation u64 | status u8 (0, 1 or 2)
-                     | u8 n | data (n = 0 or MEM_REGISTER_BYTES = 240)
-    MEM_WRITE_REPLY  op_id u64 | node_incarnation u64 | status u8 (0, 1 or 2)
-    MEM_MARK_KNOWN   op_id u64 | epoch u32 | writer u16 | node_incarnation u64
-
-(``subslot`` is any u8: the memory node itself rejects one that is not 0 or 1.)
+Bodies (memory nodes): ``MEM_READ``, ``MEM_WRITE``, ``MEM_READ_REPLY``, ``MEM_WRITE_REPLY``
+and ``MEM_MARK_KNOWN`` are defined, encoded and decoded by ``ubft.memnode.wire``, below the
+core; ``encode`` and ``decode`` here register its encoders and decoders, so they read and write
+every frame.
 
 Shared parts::
 
@@ -98,11 +92,24 @@ object that is no message: both are bugs of the sender, never of a peer.
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 from collections.abc import Callable
 from hashlib import blake2b as _blake2b
-from typing import Any, Final, TypeVar
+from typing import Any, Final
+
+from ubft.memnode.wire import DECODERS as _MEM_DECODERS
+from ubft.memnode.wire import ENCODERS as _MEM_ENCODERS
+from ubft.memnode.wire import MEM_REGISTER_BYTES, MEM_SUBSLOT_BYTES
+
+from ubft.framing import (
+    FRAME_HEADER,
+    MAX_FRAME_BYTES,
+    WIRE_VERSION,
+    builder,
+    end_error,
+    fixed_decoder,
+    frame_struct,
+)
 
 from .errors import DecodeError
 from .messages import (
@@ -120,11 +127,6 @@ from .messages import (
     Entry,
     Equivocation,
     FastCommit,
-    MemMarkKnown,
-    MemRead,
-    MemReadReply,
-    MemWrite,
-    MemWriteReply,
     Message,
     MsgKind,
     Payload,
@@ -162,10 +164,8 @@ __all__ = [
     "encode_payload",
 ]
 
-WIRE_VERSION: Final = 1
 PAYLOAD_VERSION: Final = 1
 
-MAX_FRAME_BYTES: Final = 4 << 20  # a whole frame, length field included
 MAX_PAYLOAD_BYTES: Final = 1 << 20  # any single bytes field other than a CTBcast value
 MAX_VALUE_BYTES: Final = 2 << 20  # a CTBcast value: Ctb.m, CtbEcho.data, encode_payload()
 MAX_BATCH_ENTRIES: Final = 4096
@@ -173,9 +173,6 @@ MAX_CERT_SIGNERS: Final = 64
 
 DIGEST_BYTES: Final = 32
 SIGNATURE_BYTES: Final = 64
-MEM_SUBSLOT_BYTES: Final = 120
-MEM_REGISTER_BYTES: Final = 2 * MEM_SUBSLOT_BYTES
-MEM_STATUS_MAX: Final = 2
 
 REASONS: Final = frozenset(
     {
@@ -200,7 +197,6 @@ REASONS: Final = frozenset(
     }
 )
 
-FRAME_HEADER: Final = struct.Struct(">IBBI")
 _HDR = FRAME_HEADER.size  # 10
 _HDR_UNPACK = FRAME_HEADER.unpack_from
 
@@ -222,11 +218,6 @@ _K_SYNC = int(MsgKind.SYNC)
 _K_REQUEST_ECHOES = int(MsgKind.REQUEST_ECHOES)
 _K_REQUEST = int(MsgKind.REQUEST)
 _K_REPLY = int(MsgKind.REPLY)
-_K_MEM_READ = int(MsgKind.MEM_READ)
-_K_MEM_WRITE = int(MsgKind.MEM_WRITE)
-_K_MEM_READ_REPLY = int(MsgKind.MEM_READ_REPLY)
-_K_MEM_WRITE_REPLY = int(MsgKind.MEM_WRITE_REPLY)
-_K_MEM_MARK_KNOWN = int(MsgKind.MEM_MARK_KNOWN)
 
 _P_PREPARE = int(PayloadKind.PREPARE)
 _P_COMMIT = int(PayloadKind.COMMIT)
@@ -234,49 +225,35 @@ _P_CHECKPOINT = int(PayloadKind.CHECKPOINT)
 _P_SEAL_VIEW = int(PayloadKind.SEAL_VIEW)
 
 _V = WIRE_VERSION
-_T = TypeVar("_T")
-
-
-def _frame_struct(body: str) -> struct.Struct:
-    """Header and the fixed part of a body in one Struct."""
-    return struct.Struct(">IBBI" + body)
 
 
 # Header + fixed body part, for encoding; body part alone, for decoding.
-_F_CTB = _frame_struct("HQI")
+_F_CTB = frame_struct("HQI")
 _B_CTB = struct.Struct(">HQI")
-_F_CTB_ECHO = _frame_struct("HQBI")
+_F_CTB_ECHO = frame_struct("HQBI")
 _B_CTB_ECHO = struct.Struct(">HQBI")
-_F_CTB_SIG = _frame_struct("HQ64s")
+_F_CTB_SIG = frame_struct("HQ64s")
 _B_CTB_SIG = struct.Struct(">HQ64s")
-_F_CTB_SIG_REQUEST = _frame_struct("HQ")
+_F_CTB_SIG_REQUEST = frame_struct("HQ")
 _B_CTB_SIG_REQUEST = struct.Struct(">HQ")
-_F_CTB_CKPT_SHARE = _frame_struct("HQ32s64s")
+_F_CTB_CKPT_SHARE = frame_struct("HQ32s64s")
 _B_CTB_CKPT_SHARE = struct.Struct(">HQ32s64s")
-_F_CTB_CKPT_CERT = _frame_struct("HQI")
+_F_CTB_CKPT_CERT = frame_struct("HQI")
 _B_CTB_CKPT_CERT = struct.Struct(">HQI")
-_F_QQ = _frame_struct("QQ")
+_F_QQ = frame_struct("QQ")
 _B_QQ = struct.Struct(">QQ")
-_F_PREP_SHARE = _frame_struct("QQ32s64s")
+_F_PREP_SHARE = frame_struct("QQ32s64s")
 _B_PREP_SHARE = struct.Struct(">QQ32s64s")
-_F_CKPT_SHARE = _frame_struct("Q32s64s")
+_F_CKPT_SHARE = frame_struct("Q32s64s")
 _B_CKPT_SHARE = struct.Struct(">Q32s64s")
-_F_REQUEST_ECHO = _frame_struct("IQ32s")
+_F_REQUEST_ECHO = frame_struct("IQ32s")
 _B_REQUEST_ECHO = struct.Struct(">IQ32s")
-_F_EQUIVOCATION = _frame_struct("HQ32s64s32s64s")
+_F_EQUIVOCATION = frame_struct("HQ32s64s32s64s")
 _B_EQUIVOCATION = struct.Struct(">HQ32s64s32s64s")
-_F_SYNC = _frame_struct("QQQQ")
+_F_SYNC = frame_struct("QQQQ")
 _B_SYNC = struct.Struct(">QQQQ")
-_F_REPLY = _frame_struct("IIQI")
+_F_REPLY = frame_struct("IIQI")
 _B_REPLY = struct.Struct(">IIQI")
-_F_MEM_READ = _frame_struct("QIHHI")
-_B_MEM_READ = struct.Struct(">QIHHI")
-_F_MEM_WRITE = _frame_struct(f"QIHHIB{MEM_SUBSLOT_BYTES}s")
-_B_MEM_WRITE = struct.Struct(f">QIHHIB{MEM_SUBSLOT_BYTES}s")
-_F_MEM_READ_REPLY = _frame_struct("QQBB")
-_B_MEM_READ_REPLY = struct.Struct(">QQBB")
-_F_MEM_WRITE_REPLY = _frame_struct("QQB")
-_B_MEM_WRITE_REPLY = struct.Struct(">QQB")
 
 # Requests and batch entries: client_id u32 | request_id u64 | payload length u32.
 _ENTRY_HEAD = struct.Struct(">IQI")
@@ -551,7 +528,7 @@ def _d_request_echoes(frame: bytes, n: int) -> RequestEchoes:
         raise DecodeError("field.too_long")
     end = head + count * _B_REQUEST_ECHO.size
     if end != n:
-        raise _end_error(end, n)
+        raise end_error(end, n)
     return RequestEchoes(
         tuple(RequestEcho(c, r, d) for c, r, d in _B_REQUEST_ECHO.iter_unpack(frame[head:end]))
     )
@@ -567,71 +544,6 @@ def _e_reply(m: Reply, epoch: int) -> bytes:
     s = _F_REPLY
     head = s.pack(s.size - 4 + n, _V, _K_REPLY, epoch, m.epoch, m.client_id, m.request_id, n)
     return head + m.result
-
-
-def _e_mem_read(m: MemRead, epoch: int) -> bytes:
-    s = _F_MEM_READ
-    return s.pack(s.size - 4, _V, _K_MEM_READ, epoch, m.op_id, m.epoch, m.writer, m.b, m.slot)
-
-
-def _e_mem_write(m: MemWrite, epoch: int) -> bytes:
-    data = _sized(m.data, MEM_SUBSLOT_BYTES, "MemWrite.data")
-    s = _F_MEM_WRITE
-    return s.pack(
-        s.size - 4,
-        _V,
-        _K_MEM_WRITE,
-        epoch,
-        m.op_id,
-        m.epoch,
-        m.writer,
-        m.b,
-        m.slot,
-        m.subslot,
-        data,
-    )
-
-
-def _status(status: int) -> int:
-    if not 0 <= status <= MEM_STATUS_MAX:
-        raise ValueError(f"memory status must be 0, 1 or 2, not {status}")
-    return status
-
-
-def _e_mem_read_reply(m: MemReadReply, epoch: int) -> bytes:
-    n = len(m.data)
-    if n not in (0, MEM_REGISTER_BYTES):
-        raise ValueError(f"MemReadReply.data must be empty or {MEM_REGISTER_BYTES} bytes, not {n}")
-    s = _F_MEM_READ_REPLY
-    head = s.pack(
-        s.size - 4 + n,
-        _V,
-        _K_MEM_READ_REPLY,
-        epoch,
-        m.op_id,
-        m.node_incarnation,
-        _status(m.status),
-        n,
-    )
-    return head + m.data
-
-
-def _e_mem_write_reply(m: MemWriteReply, epoch: int) -> bytes:
-    s = _F_MEM_WRITE_REPLY
-    return s.pack(
-        s.size - 4, _V, _K_MEM_WRITE_REPLY, epoch, m.op_id, m.node_incarnation, _status(m.status)
-    )
-
-
-_B_MEM_MARK_KNOWN = struct.Struct(">QIHQ")
-_F_MEM_MARK_KNOWN = _frame_struct("QIHQ")
-
-
-def _e_mem_mark_known(m: MemMarkKnown, epoch: int) -> bytes:
-    s = _F_MEM_MARK_KNOWN
-    return s.pack(
-        s.size - 4, _V, _K_MEM_MARK_KNOWN, epoch, m.op_id, m.epoch, m.writer, m.node_incarnation
-    )
 
 
 _ENCODERS: dict[type, Callable[[Any, int], bytes]] = {
@@ -652,11 +564,7 @@ _ENCODERS: dict[type, Callable[[Any, int], bytes]] = {
     Sync: _e_sync,
     Request: _e_request,
     Reply: _e_reply,
-    MemRead: _e_mem_read,
-    MemWrite: _e_mem_write,
-    MemReadReply: _e_mem_read_reply,
-    MemWriteReply: _e_mem_write_reply,
-    MemMarkKnown: _e_mem_mark_known,
+    **_MEM_ENCODERS,
 }
 
 
@@ -677,55 +585,24 @@ def encode(msg: Message, epoch: int) -> bytes:
 # =========================================================================== decoding
 
 
-def _builder(cls: type[_T]) -> Callable[..., _T]:
-    """A positional constructor of ``cls`` that fills its slots directly.
-
-    The ``__init__`` of a frozen dataclass stores each field through ``object.__setattr__``,
-    which costs as much as all the rest of decoding a small frame. For a slotted dataclass whose
-    ``__init__`` only stores its fields, in order, setting the slots directly builds an equal
-    object in about half the time. Any other class gets its own constructor back.
-    """
-    if not dataclasses.is_dataclass(cls) or hasattr(cls, "__post_init__"):
-        return cls
-    fields = dataclasses.fields(cls)
-    names = tuple(f.name for f in fields)
-    if cls.__dict__.get("__slots__") != names or not all(f.init for f in fields):
-        return cls
-    args = ", ".join(names)
-    body = "".join(f"    set_{name}(obj, {name})\n" for name in names)
-    env: dict[str, Any] = {f"set_{name}": cls.__dict__[name].__set__ for name in names}
-    env["new"] = object.__new__
-    env["cls"] = cls
-    exec(f"def build({args}):\n    obj = new(cls)\n{body}    return obj\n", env)
-    built: Callable[..., _T] = env["build"]
-    return built
-
-
-_new_entry = _builder(Entry)
-_new_batch = _builder(Batch)
-_new_certificate = _builder(Certificate)
-_new_prepare = _builder(Prepare)
-_new_commit = _builder(Commit)
-_new_checkpoint = _builder(Checkpoint)
-_new_seal_view = _builder(SealView)
-_new_ctb = _builder(Ctb)
-_new_ctb_echo = _builder(CtbEcho)
-_new_ctb_ckpt_cert = _builder(CtbCkptCert)
-_new_promise = _builder(Promise)
-_new_fast_commit = _builder(FastCommit)
-_new_request = _builder(Request)
-_new_request_forward = _builder(RequestForward)
-_new_reply = _builder(Reply)
-_new_mem_read_reply = _builder(MemReadReply)
-_new_mem_write_reply = _builder(MemWriteReply)
+_new_entry = builder(Entry)
+_new_batch = builder(Batch)
+_new_certificate = builder(Certificate)
+_new_prepare = builder(Prepare)
+_new_commit = builder(Commit)
+_new_checkpoint = builder(Checkpoint)
+_new_seal_view = builder(SealView)
+_new_ctb = builder(Ctb)
+_new_ctb_echo = builder(CtbEcho)
+_new_ctb_ckpt_cert = builder(CtbCkptCert)
+_new_promise = builder(Promise)
+_new_fast_commit = builder(FastCommit)
+_new_request = builder(Request)
+_new_request_forward = builder(RequestForward)
+_new_reply = builder(Reply)
 
 _ERR_TRUNCATED = "body.truncated"
 _ERR_TRAILING = "body.trailing_bytes"
-
-
-def _end_error(end: int, n: int) -> DecodeError:
-    """The error for a body that should end at ``end`` but the buffer ends at ``n``."""
-    return DecodeError(_ERR_TRUNCATED if end > n else _ERR_TRAILING)
 
 
 def _read_entry(buf: bytes, off: int, n: int) -> tuple[int, int, bytes, bytes, int]:
@@ -843,7 +720,7 @@ def _dp_checkpoint(data: bytes, n: int) -> Checkpoint:
 
 def _dp_seal_view(data: bytes, n: int) -> SealView:
     if n != _VAL_SEAL_VIEW_BYTES:
-        raise _end_error(_VAL_SEAL_VIEW_BYTES, n)
+        raise end_error(_VAL_SEAL_VIEW_BYTES, n)
     return _new_seal_view(_VAL_SEAL_VIEW.unpack_from(data)[2])
 
 
@@ -886,30 +763,16 @@ def decode_payload(data: bytes) -> Payload:
 _Decoder = Callable[[bytes, int], Message]
 
 
-def _fixed(body: struct.Struct, cls: type[Any]) -> _Decoder:
-    """Decoder of a body that is exactly one Struct (its 's' fields have their exact size)."""
-    size = _HDR + body.size
-    unpack = body.unpack_from
-    build: Callable[..., Message] = _builder(cls)
-
-    def dec(frame: bytes, n: int) -> Message:
-        if n != size:
-            raise _end_error(size, n)
-        return build(*unpack(frame, _HDR))
-
-    return dec
-
-
 def _d_promise(frame: bytes, n: int) -> Promise:
     if n != 26:
-        raise _end_error(26, n)
+        raise end_error(26, n)
     view, instance = _B_QQ.unpack_from(frame, _HDR)
     return _new_promise(view, instance)
 
 
 def _d_fast_commit(frame: bytes, n: int) -> FastCommit:
     if n != 26:
-        raise _end_error(26, n)
+        raise end_error(26, n)
     view, instance = _B_QQ.unpack_from(frame, _HDR)
     return _new_fast_commit(view, instance)
 
@@ -924,7 +787,7 @@ def _d_ctb(frame: bytes, n: int) -> Ctb:
     if ln > MAX_VALUE_BYTES:
         raise DecodeError("field.too_long")
     if _CTB_FIXED + ln != n:
-        raise _end_error(_CTB_FIXED + ln, n)
+        raise end_error(_CTB_FIXED + ln, n)
     return _new_ctb(b, k, frame[_CTB_FIXED:])
 
 
@@ -943,7 +806,7 @@ def _d_ctb_echo(frame: bytes, n: int) -> CtbEcho:
     elif ln > MAX_VALUE_BYTES:
         raise DecodeError("field.too_long")
     if _CTB_ECHO_FIXED + ln != n:
-        raise _end_error(_CTB_ECHO_FIXED + ln, n)
+        raise end_error(_CTB_ECHO_FIXED + ln, n)
     return _new_ctb_echo(b, k, flag == 1, frame[_CTB_ECHO_FIXED:])
 
 
@@ -986,61 +849,31 @@ def _d_reply(frame: bytes, n: int) -> Reply:
     if ln > MAX_PAYLOAD_BYTES:
         raise DecodeError("field.too_long")
     if _REPLY_FIXED + ln != n:
-        raise _end_error(_REPLY_FIXED + ln, n)
+        raise end_error(_REPLY_FIXED + ln, n)
     return _new_reply(epoch, cid, rid, frame[_REPLY_FIXED:])
-
-
-_MEM_READ_REPLY_FIXED = _HDR + _B_MEM_READ_REPLY.size  # 28
-
-
-def _d_mem_read_reply(frame: bytes, n: int) -> MemReadReply:
-    if n < _MEM_READ_REPLY_FIXED:
-        raise DecodeError(_ERR_TRUNCATED)
-    op_id, incarnation, status, ln = _B_MEM_READ_REPLY.unpack_from(frame, _HDR)
-    if status > MEM_STATUS_MAX:
-        raise DecodeError("field.bad_value")
-    if ln != 0 and ln != MEM_REGISTER_BYTES:
-        raise DecodeError("field.bad_size")
-    if _MEM_READ_REPLY_FIXED + ln != n:
-        raise _end_error(_MEM_READ_REPLY_FIXED + ln, n)
-    return _new_mem_read_reply(op_id, incarnation, status, frame[_MEM_READ_REPLY_FIXED:])
-
-
-_MEM_WRITE_REPLY_SIZE = _HDR + _B_MEM_WRITE_REPLY.size  # 27
-
-
-def _d_mem_write_reply(frame: bytes, n: int) -> MemWriteReply:
-    if n != _MEM_WRITE_REPLY_SIZE:
-        raise _end_error(_MEM_WRITE_REPLY_SIZE, n)
-    op_id, incarnation, status = _B_MEM_WRITE_REPLY.unpack_from(frame, _HDR)
-    if status > MEM_STATUS_MAX:
-        raise DecodeError("field.bad_value")
-    return _new_mem_write_reply(op_id, incarnation, status)
 
 
 _DECODERS: list[_Decoder | None] = [None] * 256
 _DECODERS[_K_CTB] = _d_ctb
 _DECODERS[_K_CTB_ECHO] = _d_ctb_echo
-_DECODERS[_K_CTB_SIG] = _fixed(_B_CTB_SIG, CtbSig)
-_DECODERS[_K_CTB_SIG_REQUEST] = _fixed(_B_CTB_SIG_REQUEST, CtbSigRequest)
-_DECODERS[_K_CTB_CKPT_SHARE] = _fixed(_B_CTB_CKPT_SHARE, CtbCkptShare)
+_DECODERS[_K_CTB_SIG] = fixed_decoder(_B_CTB_SIG, CtbSig)
+_DECODERS[_K_CTB_SIG_REQUEST] = fixed_decoder(_B_CTB_SIG_REQUEST, CtbSigRequest)
+_DECODERS[_K_CTB_CKPT_SHARE] = fixed_decoder(_B_CTB_CKPT_SHARE, CtbCkptShare)
 _DECODERS[_K_CTB_CKPT_CERT] = _d_ctb_ckpt_cert
 _DECODERS[_K_PROMISE] = _d_promise
 _DECODERS[_K_FAST_COMMIT] = _d_fast_commit
-_DECODERS[_K_PREP_SHARE] = _fixed(_B_PREP_SHARE, PrepShare)
-_DECODERS[_K_CKPT_SHARE] = _fixed(_B_CKPT_SHARE, CkptShare)
-_DECODERS[_K_REQUEST_ECHO] = _fixed(_B_REQUEST_ECHO, RequestEcho)
+_DECODERS[_K_PREP_SHARE] = fixed_decoder(_B_PREP_SHARE, PrepShare)
+_DECODERS[_K_CKPT_SHARE] = fixed_decoder(_B_CKPT_SHARE, CkptShare)
+_DECODERS[_K_REQUEST_ECHO] = fixed_decoder(_B_REQUEST_ECHO, RequestEcho)
 _DECODERS[_K_REQUEST_FORWARD] = _d_request_forward
-_DECODERS[_K_EQUIVOCATION] = _fixed(_B_EQUIVOCATION, Equivocation)
-_DECODERS[_K_SYNC] = _fixed(_B_SYNC, Sync)
+_DECODERS[_K_EQUIVOCATION] = fixed_decoder(_B_EQUIVOCATION, Equivocation)
+_DECODERS[_K_SYNC] = fixed_decoder(_B_SYNC, Sync)
 _DECODERS[_K_REQUEST_ECHOES] = _d_request_echoes
 _DECODERS[_K_REQUEST] = _d_request
 _DECODERS[_K_REPLY] = _d_reply
-_DECODERS[_K_MEM_READ] = _fixed(_B_MEM_READ, MemRead)
-_DECODERS[_K_MEM_WRITE] = _fixed(_B_MEM_WRITE, MemWrite)
-_DECODERS[_K_MEM_READ_REPLY] = _d_mem_read_reply
-_DECODERS[_K_MEM_WRITE_REPLY] = _d_mem_write_reply
-_DECODERS[_K_MEM_MARK_KNOWN] = _fixed(_B_MEM_MARK_KNOWN, MemMarkKnown)
+for _kind, _dec in _MEM_DECODERS.items():
+    assert _DECODERS[_kind] is None, "a memory-node kind number is taken by the core"
+    _DECODERS[_kind] = _dec
 
 assert sorted(k for k, d in enumerate(_DECODERS) if d is not None) == sorted(map(int, MsgKind))
 assert len(_ENCODERS) == len(MsgKind)
@@ -1050,6 +883,7 @@ def decode(frame: bytes) -> tuple[int, Message]:
     """``(epoch, message)`` from one whole frame; raises only ``DecodeError``."""
     if type(frame) is not bytes:
         frame = bytes(frame)
+    # ubft.framing.read_header's checks, inlined: every frame a replica receives passes here
     n = len(frame)
     if n < _HDR:
         raise DecodeError("frame.too_short")

@@ -1,12 +1,12 @@
-"""The two kinds of failure the core distinguishes (h11's local/remote split)."""
+"""The two kinds of failure the core distinguishes (h11's local/remote split).
 
+``DecodeError`` (bytes from a peer do not form a valid frame) is ``ubft.framing``'s, shared with
+the memory node's codec; it is exported here for the core and its drivers.
+"""
 
-class DecodeError(Exception):
-    """Bytes from a peer do not form a valid frame; ``reason`` is a stable dotted code."""
+from ubft.framing import DecodeError
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+__all__ = ["DecodeError", "UsageError"]
 
 
 class UsageError(Exception):

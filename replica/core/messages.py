@@ -3,13 +3,17 @@
 Frames between processes carry a ``Message``; the CTBcast value ``m`` that a broadcaster sends
 is a ``Payload`` (encoded separately, because its bytes are what receivers echo, digest, sign
 and write to disaggregated memory). Kind numbers are fixed forever; a retired one stays
-reserved.
+reserved. The memory-node messages live in ``ubft.memnode.wire``, below the core (the memory
+node never imports the replica); ``MsgKind`` lists their kind numbers and ``Message`` joins
+them, so that one ``decode`` reads every frame.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+
+from ubft.memnode.wire import MemKind, MemMessage
 
 
 class MsgKind(IntEnum):
@@ -32,12 +36,12 @@ class MsgKind(IntEnum):
     # client <-> replica
     REQUEST = 32
     REPLY = 33
-    # memory node protocol (TCP backend)
-    MEM_READ = 48
-    MEM_WRITE = 49
-    MEM_READ_REPLY = 50
-    MEM_WRITE_REPLY = 51
-    MEM_MARK_KNOWN = 52  # a writer has rewritten its area after the node lost its memory
+    # memory node protocol (TCP backend): messages and frames in ubft.memnode.wire
+    MEM_READ = int(MemKind.MEM_READ)  # 48
+    MEM_WRITE = int(MemKind.MEM_WRITE)  # 49
+    MEM_READ_REPLY = int(MemKind.MEM_READ_REPLY)  # 50
+    MEM_WRITE_REPLY = int(MemKind.MEM_WRITE_REPLY)  # 51
+    MEM_MARK_KNOWN = int(MemKind.MEM_MARK_KNOWN)  # 52
 
 
 class PayloadKind(IntEnum):
@@ -249,55 +253,6 @@ class Reply:
     result: bytes
 
 
-# --------------------------------------------------------------------------- memory nodes
-
-
-@dataclass(frozen=True, slots=True)
-class MemRead:
-    op_id: int
-    epoch: int
-    writer: int
-    b: int
-    slot: int
-
-
-@dataclass(frozen=True, slots=True)
-class MemWrite:
-    op_id: int
-    epoch: int
-    writer: int
-    b: int
-    slot: int
-    subslot: int
-    data: bytes  # one whole sub-slot
-
-
-@dataclass(frozen=True, slots=True)
-class MemMarkKnown:
-    """The writer rewrote its whole area of ``epoch`` on this node, in ``node_incarnation``;
-    answered with a MemWriteReply."""
-
-    op_id: int
-    epoch: int
-    writer: int
-    node_incarnation: int
-
-
-@dataclass(frozen=True, slots=True)
-class MemReadReply:
-    op_id: int
-    node_incarnation: int
-    status: int  # 0 ok, 1 unknown, 2 rejected
-    data: bytes  # both sub-slots when ok
-
-
-@dataclass(frozen=True, slots=True)
-class MemWriteReply:
-    op_id: int
-    node_incarnation: int
-    status: int
-
-
 Message = (
     Ctb
     | CtbEcho
@@ -316,9 +271,5 @@ Message = (
     | Sync
     | Request
     | Reply
-    | MemRead
-    | MemWrite
-    | MemMarkKnown
-    | MemReadReply
-    | MemWriteReply
+    | MemMessage  # MemRead, MemWrite, MemMarkKnown, MemReadReply, MemWriteReply
 )

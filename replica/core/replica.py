@@ -6,6 +6,7 @@ file). Entry points never raise on anything a peer, client or memory node sent.
 
 from __future__ import annotations
 
+from ubft.memnode.wire import MemReadReply, MemWriteReply
 
 from .actions import Action, SendMemnode, TimerKey, TimerKind
 from .admission import ADMIN_CLIENT_ID
@@ -17,7 +18,7 @@ from .epoch import Epoch
 from .errors import DecodeError, UsageError
 from .evidence import EvidenceLog
 from .execution import Executor
-from .messages import MemReadReply, MemWriteReply, Request
+from .messages import Request
 from .request_log import RequestLog
 
 

@@ -7,11 +7,12 @@ import dataclasses
 import random
 
 from ubft.memnode.layout import encode_subslot, pack_ctb_value
+from ubft.memnode.wire import MemWrite
 from ubft.replica.core.actions import Action, Send, SendClient, SendMemnode
 from ubft.replica.core.codec import decode, decode_payload, encode, encode_payload
 from ubft.replica.core.crypto import Tag, digest
 from ubft.replica.core.errors import DecodeError
-from ubft.replica.core.messages import Batch, Ctb, CtbSig, MemWrite, MsgKind, Prepare
+from ubft.replica.core.messages import Batch, Ctb, CtbSig, MsgKind, Prepare
 from ubft.replica.core.replica import Replica
 
 BEHAVIOURS = ("equivocate", "silent", "garble", "forge", "bad_registers", "mute_fast_path")

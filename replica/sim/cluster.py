@@ -1,11 +1,11 @@
 """Building a test cluster: keys, configuration and provisioned memory nodes (the simulator
-and the benchmark share it)."""
+and the benchmark share it; the simulator's "operator" provisions a restarted node again)."""
 
 from __future__ import annotations
 
 import random
 
-from ubft.memnode.store import MemoryNodeStore
+from ubft.memnode.server import MemnodeServer
 from ubft.replica.core.config import ClusterConfig, Member, MemoryNode, ProtocolParams
 from ubft.replica.core.crypto import SignatureCounter, Signer
 
@@ -38,11 +38,18 @@ def make_cluster(
     return config, signers, admin
 
 
-def provision_stores(config: ClusterConfig) -> dict[int, MemoryNodeStore]:
-    """One store per memory node, holding every member's area of the configuration's epoch
-    (what the operator's admin-signed Provision does in production)."""
-    stores = {j: MemoryNodeStore(j, incarnation=1) for j in config.memnode_ids}
-    for store in stores.values():
-        for w in config.member_ids:
-            store.provision_area(config.epoch, w, config.member_ids, config.params.tail)
-    return stores
+def provision(server: MemnodeServer, config: ClusterConfig, known: bool = True) -> None:
+    """Every member's area of the configuration's epoch on ``server`` (what the operator's
+    admin-signed Provision does in production); ``known=False`` marks them "recovering", for
+    a node that lost its memory: they read "unknown" until each writer rewrote its own."""
+    for w in config.member_ids:
+        server.provision_area(config.epoch, w, config.member_ids, config.params.tail, known)
+
+
+def provision_memnodes(config: ClusterConfig) -> dict[int, MemnodeServer]:
+    """One memory-node server per memory node, incarnation 1, provisioned for the
+    configuration's epoch."""
+    servers = {j: MemnodeServer(j, incarnation=1) for j in config.memnode_ids}
+    for server in servers.values():
+        provision(server, config)
+    return servers

@@ -1,7 +1,11 @@
 """The deterministic simulator: n replicas, M memory nodes and many clients in one process on
 virtual time. One heap of (time_ns, seq, ...) is the clock and the event queue; ``seq`` breaks
 ties, and every random draw comes from a generator derived from the seed, so a seed replays
-exactly."""
+exactly.
+
+Replicas, client sessions and memory nodes (``MemnodeServer``) are hosted by one
+``ubft.replica.harness.Harness``: the simulation is its links (the virtual network) and its
+timers (the heap), and the checkers observe the correct replicas through it."""
 
 from __future__ import annotations
 
@@ -11,30 +15,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ubft.apps.kv import KVStore
-from ubft.client.session import ClientSession, Completed
+from ubft.client.session import ClientSession
 from ubft.memnode.store import MemoryNodeStore
-from ubft.replica.core.actions import (
-    Decided,
-    Delivered,
-    Executed,
-    ReportEvidence,
-    Send,
-    SendClient,
-    SendMemnode,
-    SetTimer,
-    TimerKey,
-)
+from ubft.replica.core.actions import Decided, Delivered, Executed, ReportEvidence, TimerKey
 from ubft.replica.core.admission import ADMIN_CLIENT_ID, RESULT_OK, AdminOp, admin_command
-from ubft.replica.core.codec import decode, encode
 from ubft.replica.core.config import ProtocolParams, SlowPathMode
 from ubft.replica.core.crypto import SignatureCounter, digest
-from ubft.replica.core.errors import DecodeError
-from ubft.replica.core.messages import MemMarkKnown, MemRead, MemWrite
 from ubft.replica.core.replica import Replica
+from ubft.replica.harness import CLIENT, REPLICA, Harness, InstantStorage, Observer
 
 from .byzantine import ByzantineReplica
 from .checkers import Agreement, BoundedMemory, EvidenceAgainstCorrect, Validity, footprint_bounds
-from .cluster import make_cluster, make_signer, provision_stores
+from .cluster import make_cluster, make_signer, provision, provision_memnodes
 from .faults import FaultPlan
 from .history import HistoryRecorder, Op
 from .linearizability import check as check_linearizable
@@ -46,6 +38,31 @@ _DELIVER, _TIMER, _CLIENT_START, _BYZ_CLIENT, _FAULT, _ADMIN = range(6)
 CLIENT_BASE = 100
 BYZ_CLIENT_BASE = 200
 ADMITTED_CLIENT_BASE = 300
+
+
+class _Checkers(Observer):
+    """What the correct replicas report, to the simulation's checkers."""
+
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+
+    def decided(self, r: int, a: Decided) -> None:
+        sim = self.sim
+        sim.agreement.on_decided(r, a)
+        if r == 0:
+            sim.decisions_at_leader.append((sim.now, a.fast))
+
+    def delivered(self, r: int, a: Delivered) -> None:
+        self.sim.agreement.on_delivered(r, a)
+
+    def executed(self, r: int, a: Executed) -> None:
+        self.sim.agreement.on_executed(r, a)
+        self.sim.validity.on_executed(r, a)
+
+    def evidence(self, r: int, a: ReportEvidence) -> None:
+        self.sim.evidence.on_evidence(r, a)
+        if a.is_client:
+            self.sim.client_evidence += 1
 
 
 @dataclass(slots=True)
@@ -181,10 +198,19 @@ class Simulation:
                 self.replicas[i] = rep
                 self.correct.add(i)
         # memory nodes, provisioned for epoch 0
-        self.stores = provision_stores(self.config)
-        self.crashed: set[int] = set()
+        self.memnodes = provision_memnodes(self.config)
         self.memnode_restarts = 0
         self.net = Network(plan.network, self.rng_net)
+        # one harness hosts every node: this simulation is its links and its timers
+        self.harness = harness = Harness(self, self, _Checkers(self), InstantStorage())
+        for i, node in self.replicas.items():
+            harness.add_replica(i, node, observed=i in self.correct)
+        for kv_client in self.clients.values():
+            harness.add_client(kv_client.session)
+        if self.admin is not None:
+            harness.add_client(self.admin)
+        for server in self.memnodes.values():
+            harness.add_memnode(server)
         # checkers
         self.agreement = Agreement()
         self.validity = Validity()
@@ -211,61 +237,44 @@ class Simulation:
         for d in self.net.delays(src, dst, frame):
             self._push(self.now + d, _DELIVER, dst, src, frame)
 
-    # ------------------------------------------------------------------ replicas
+    # ------------------------------------------------------------------ links and timers
+
+    def send(self, src: Node, dst: Node, frame: bytes) -> None:
+        """Onto the virtual network; frames to a client nobody runs are never sent."""
+        if dst[0] == CLIENT and not self._runs_client(dst[1]):
+            return
+        self._send(src, dst, frame)
+
+    def set_timer(self, node: Node, key: TimerKey, at_ns: int) -> None:
+        self._push(at_ns, _TIMER, node, key)
+
+    def _runs_client(self, cid: int) -> bool:
+        return (
+            cid in self.clients
+            or cid in self.byz_clients
+            or (cid == ADMIN_CLIENT_ID and self.admin is not None)
+        )
+
+    @property
+    def stores(self) -> dict[int, MemoryNodeStore]:
+        """Each memory node's registers (a restart that loses the memory replaces them)."""
+        return {j: server.store for j, server in self.memnodes.items()}
+
+    @property
+    def crashed(self) -> set[int]:
+        """The memory nodes down now."""
+        return {j for j, server in self.memnodes.items() if not server.up}
+
+    # ------------------------------------------------------------------ replicas and clients
 
     def _replica_actions(self, r: int) -> None:
-        node = self.replicas[r]
-        correct = r in self.correct
-        src = ("R", r)
-        for a in node.take_actions():
-            if isinstance(a, Send):
-                for dst in a.targets:
-                    self._send(src, ("R", dst), a.frame)
-            elif isinstance(a, SendClient):
-                if (
-                    a.client_id in self.clients
-                    or a.client_id in self.byz_clients
-                    or (a.client_id == ADMIN_CLIENT_ID and self.admin is not None)
-                ):
-                    self._send(src, ("C", a.client_id), a.frame)
-            elif isinstance(a, SendMemnode):
-                self._send(src, ("M", a.node), a.frame)
-            elif isinstance(a, SetTimer):
-                self._push(a.at_ns, _TIMER, src, a.key)
-            elif not correct:
-                continue
-            elif isinstance(a, Decided):
-                self.agreement.on_decided(r, a)
-                if r == 0:
-                    self.decisions_at_leader.append((self.now, a.fast))
-            elif isinstance(a, Delivered):
-                self.agreement.on_delivered(r, a)
-            elif isinstance(a, Executed):
-                self.agreement.on_executed(r, a)
-                self.validity.on_executed(r, a)
-            elif isinstance(a, ReportEvidence):
-                self.evidence.on_evidence(r, a)
-                if a.is_client:
-                    self.client_evidence += 1
+        self.harness.flush_replica(r)
 
     def _client_actions(self, cid: int) -> None:
         client = self.clients[cid]
-        for a in self._route_session(("C", cid), client.session):
+        for a in self.harness.flush_client(cid):
             if client.on_completed(a, self.now):
                 self._push(self.now + self.rng_clients.randrange(1_000, 50_000), _CLIENT_START, cid)
-
-    def _route_session(self, src: Node, session: ClientSession) -> list[Completed]:
-        """Send a client session's frames and arm its timers; return what it completed."""
-        done: list[Completed] = []
-        for a in session.take_actions():
-            if isinstance(a, Send):
-                for dst in a.targets:
-                    self._send(src, ("R", dst), a.frame)
-            elif isinstance(a, SetTimer):
-                self._push(a.at_ns, _TIMER, src, a.key)
-            else:
-                done.append(a)
-        return done
 
     def _admin_next(self) -> None:
         admin = self.admin
@@ -279,7 +288,7 @@ class Simulation:
     def _admin_actions(self) -> None:
         admin = self.admin
         assert admin is not None
-        for a in self._route_session(("C", ADMIN_CLIENT_ID), admin):
+        for a in self.harness.flush_client(ADMIN_CLIENT_ID):
             _, cid, expected = self.admin_commands.pop()
             self.admin_results.append((cid, expected, a.result))
             if a.result == RESULT_OK and cid in self.waiting_admission:
@@ -301,53 +310,38 @@ class Simulation:
         if self.tracer is not None:
             self.tracer.deliver(self.now, src, dst, frame)
         kind, ident = dst
-        if kind == "R":
-            node = self.replicas[ident]
-            skind, sid = src
-            if skind == "R":
-                node.receive(sid, frame, self.now)
-            elif skind == "C":
-                node.receive_client(sid, frame, self.now)
-            else:
-                node.receive_memnode(sid, frame, self.now)
-            self._replica_actions(ident)
-        elif kind == "C":
+        harness = self.harness
+        if kind == REPLICA:
+            harness.deliver(src, dst, frame, self.now)
+            harness.flush_replica(ident)
+        elif kind == CLIENT:
             if ident in self.clients:
-                self.clients[ident].session.receive(src[1], frame, self.now)
+                harness.deliver(src, dst, frame, self.now)
                 self._client_actions(ident)
             elif ident == ADMIN_CLIENT_ID and self.admin is not None:
-                self.admin.receive(src[1], frame, self.now)
+                harness.deliver(src, dst, frame, self.now)
                 self._admin_actions()
+            # a Byzantine client reads nothing
         else:
-            if ident in self.crashed:
-                return
-            try:
-                epoch, msg = decode(frame)
-            except DecodeError:
-                return
-            if isinstance(msg, MemRead | MemWrite | MemMarkKnown):
-                reply = self.stores[ident].handle(src[1], msg)
-                self._send(dst, src, encode(reply, epoch))
+            harness.deliver(src, dst, frame, self.now)  # answered, or lost if the node is down
 
     def _timer(self, node: Node, key: TimerKey) -> None:
         if self.tracer is not None:
             self.tracer.timer(self.now, node, key)
         kind, ident = node
-        if kind == "R":
-            self.replicas[ident].timer_fired(key, self.now)
-            self._replica_actions(ident)
+        self.harness.fire(node, key, self.now)
+        if kind == REPLICA:
+            self.harness.flush_replica(ident)
         elif ident == ADMIN_CLIENT_ID and self.admin is not None:
-            self.admin.timer_fired(key, self.now)
             self._admin_actions()
         else:
-            self.clients[ident].session.timer_fired(key, self.now)
             self._client_actions(ident)
 
     def _byz_client_round(self, cid: int) -> None:
         bc = self.byz_clients[cid]
         sent = bc.act()
         for r, frame in sent:
-            self._send(("C", cid), ("R", r), frame)
+            self._send((CLIENT, cid), (REPLICA, r), frame)
         for x, payloads in bc.issued.items():
             for p in payloads:
                 self.validity.issue(cid, x, digest(p))
@@ -370,35 +364,30 @@ class Simulation:
         if self.tracer is not None:
             self.tracer.note(self.now, f"fault {action} {x}")
         if action == "crash":
-            self.crashed.add(x)
+            self.memnodes[x].crash()
         elif action == "recover":
             self._recover_memnode(x)
         elif action == "partition":
             for other in self.replicas:
                 if other != x:
-                    self.net.partition(("R", x), ("R", other))
+                    self.net.partition((REPLICA, x), (REPLICA, other))
         elif action == "heal":
             for other in self.replicas:
                 if other != x:
-                    self.net.heal(("R", x), ("R", other))
+                    self.net.heal((REPLICA, x), (REPLICA, other))
 
     def _recover_memnode(self, x: int) -> None:
-        if x not in self.crashed:
+        server = self.memnodes[x]
+        if server.up:
             return
-        self.crashed.discard(x)
-        if self.plan.memnode_amnesia:
-            # back with an empty memory and a new incarnation; the operator provisions its
-            # areas again, "unknown" until each writer has rewritten its own
-            self.memnode_restarts += 1
-            store = self.stores[x] = MemoryNodeStore(x, incarnation=1 + self.memnode_restarts)
-            for w in self.config.member_ids:
-                store.provision_area(
-                    self.config.epoch,
-                    w,
-                    self.config.member_ids,
-                    self.config.params.tail,
-                    known=False,
-                )
+        if not self.plan.memnode_amnesia:
+            server.restart()  # a transient outage: back with its memory
+            return
+        # back with an empty memory and a new incarnation; the operator provisions its
+        # areas again, "unknown" until each writer has rewritten its own
+        self.memnode_restarts += 1
+        server.restart(incarnation=1 + self.memnode_restarts)
+        provision(server, self.config, known=False)
 
     def _all_done(self) -> bool:
         return (
@@ -525,7 +514,7 @@ class Simulation:
         res.checkpoint_signatures_created = self.counter.off_path()
         res.signatures_verified = self.counter.verified
         res.max_replica_state_entries = self.memory.max_total
-        res.memnode_bytes_per_node = max(s.allocated_bytes() for s in self.stores.values())
+        res.memnode_bytes_per_node = max(s.allocated_bytes() for s in self.memnodes.values())
         res.events = self.events
         res.virtual_ns = self.now
         res.frames_sent = self.net.sent
