@@ -180,13 +180,16 @@ class Consensus:
         if ctx.me != self.views.leader:
             ctx.send_all(Promise(inst.view, i))
         self.fast_timers.set(i, ctx.params.fast_timeout_ns)
-        if ctx.params.slow_path_mode is SlowPathMode.ALWAYS or any(
-            r != ctx.me for r in inst.shares
+        shares = inst.shares
+        if ctx.params.slow_path_mode is SlowPathMode.ALWAYS or (
+            shares and any(r != ctx.me for r in shares)
         ):
             self._send_share(i, inst)
         self._check_promises(i, inst)
-        self._try_certificate(i, inst)
-        self._try_decide_commits(i, inst)
+        if inst.shares:
+            self._try_certificate(i, inst)
+        if inst.commits:
+            self._try_decide_commits(i, inst)
 
     def recheck_clock(self) -> None:
         self.checks.recheck_all(self.inst)
@@ -198,11 +201,14 @@ class Consensus:
             checks.recheck_all(self.inst)
 
     def _get_in(self, view: int, i: int) -> InstanceState | None:
-        """Instance state of (view, i): only the current view's is held."""
+        """Instance state of (view, i): only the current view's is held (votes of another
+        view never count). Runs for every vote, so the common case is looked up first."""
+        inst = self.inst.get(i)
+        if inst is not None and i >= self.ckpt.stable_c:
+            return inst if inst.view == view else None
         if view != self.views.view:
             return None
-        inst = self._get(i)
-        return inst if inst is not None and inst.view == view else None
+        return self._get(i)
 
     def on_promise(self, sender: int, msg: Promise) -> None:
         if sender == self.views.leader:
@@ -219,7 +225,7 @@ class Consensus:
             return
         # the leader's Prepare is its promise
         need = ctx.n - 1 if ctx.me == self.views.leader else ctx.n - 2
-        if len(inst.promises - {ctx.me}) < need:
+        if len(inst.promises) < need:  # promises come from peers only, never from us
             return
         inst.fc_sent = True
         inst.fast_commits.add(ctx.me)

@@ -124,9 +124,12 @@ class PrepareChecks:
             # any, are unknown here, so later entries wait until execution passes it
             self.known_from = i + 1
             return
-        named = _admin_names(batch)
-        if named:
-            self.admin_named[i] = named
+        for e in batch.entries:
+            if e.client_id == ADMIN_CLIENT_ID:
+                named = _admin_names(batch)
+                if named:
+                    self.admin_named[i] = named
+                break
         inst.batch = batch
         inst.digest = batch_digest
         self.check_e(i, inst)
@@ -164,7 +167,8 @@ class PrepareChecks:
         exec_next = self.executor.exec_next
         if exec_next < self.known_from:
             return False
-        return not any(exec_next <= j < i for j in self.admin_named)
+        named = self.admin_named
+        return not named or not any(exec_next <= j < i for j in named)
 
     def _admission_settled(self, client_id: int, i: int) -> bool:
         """The client table that will execute instance i is known here for this client."""

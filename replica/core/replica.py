@@ -168,8 +168,11 @@ class Replica:
     def take_actions(self) -> list[Action]:
         """Drain what the driver must do (raft's Ready): the leader cuts batches here, so
         requests that arrived in one burst share a Prepare."""
-        self.consensus.propose()
-        self.consensus.intake.flush_echoes()
+        cons = self.consensus
+        if cons.intake.ready:
+            cons.propose()
+        if cons.intake.echo_out:
+            cons.intake.flush_echoes()
         self._settle()
         out = self.ctx.outbox
         self.ctx.outbox = []
@@ -185,13 +188,18 @@ class Replica:
         return self.ctb.pending() or self.consensus.pending() or self.regs.pending_ops() > 0
 
     def _settle(self) -> None:
+        """After every event: deliver our own broadcasts, CTBcast a checkpoint that waited
+        for room, hand register operations out, keep the sync timer armed while work is
+        pending. Runs after every frame, so the common case (nothing to do) is checked inline."""
         ctx = self.ctx
         bc = self.ctb.broadcaster
-        bc.drain_self()  # drains what delivering its own messages broadcasts, too
+        if bc.self_deliveries:
+            bc.drain_self()  # drains what delivering its own messages broadcasts, too
         if self.consensus.ckpt.to_ctbcast is not None:
             self.consensus.flush_checkpoint()
             bc.drain_self()
-        out = self.regs.take_outgoing() if self.regs.has_outgoing() else None
+        regs = self.regs
+        out = regs.take_outgoing() if regs.has_outgoing() else None
         if out:
             epoch = ctx.epoch
             ctx.outbox.extend(SendMemnode(node, encode(msg, epoch)) for node, msg in out)

@@ -194,18 +194,25 @@ class RequestLog:
         entry = self.clients[client_id]
         if len(result) > self.max_reply:
             result = REPLY_TOO_LARGE
-        h = entry.h
+        h = old_h = entry.h
         executed = entry.executed
-        executed.add(request_id)
-        while h + 1 in executed:
-            h += 1
-            executed.discard(h)
+        if request_id == h + 1 and not executed:
+            h = request_id  # the common case: the next id, nothing executed out of order
+        else:
+            executed.add(request_id)
+            while h + 1 in executed:
+                h += 1
+                executed.discard(h)
         replies = entry.replies
         replies[request_id] = result
         if len(replies) > self.window:
             del replies[next(iter(replies))]  # insertion order is execution order
         entry.pending.pop(request_id, None)
-        if h != entry.h:
+        if h == request_id == old_h + 1:
+            entry.h = h  # only request_id fell below the window, and it is gone already
+            if entry.early_echoes:
+                entry.early_echoes.pop(request_id, None)
+        elif h != old_h:
             entry.h = h
             # requests that fell below the window can never execute: forget them
             if entry.pending:
