@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean mutation
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ lint: $(STAMP)
 
 test: lint
 	$(VENV)/bin/pytest
+
+# Mutation testing of the safety-critical modules (tools/mutation.py; not part of `make test`).
+# Cached under build/mutation/: a second run re-tests only changed mutants. Pass options in
+# MUTATION_ARGS, e.g. MUTATION_ARGS="--module ctb_receiver --jobs 2".
+mutation: $(STAMP)
+	$(VENV)/bin/python tools/mutation.py --min-score 95 $(MUTATION_ARGS)
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache .hypothesis
