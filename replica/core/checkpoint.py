@@ -43,9 +43,12 @@ class CheckpointTracker:
 
     def on_share(self, sender: int, msg: CkptShare, exec_next: int) -> Certificate | None:
         c = msg.c
-        if c <= self.stable_c or c % self.interval or c > exec_next + self.window:
-            return None
         ctx = self.ctx
+        if c % self.interval:
+            ctx.report(sender, "ckpt.bad_index")  # a correct replica signs no other c
+            return None
+        if c <= self.stable_c or c > exec_next + self.window:
+            return None  # below our stable checkpoint, or far ahead of us: may be lag
         if not ctx.verifier.verify(
             sender, statement(Tag.CKPT, ctx.cluster, ctx.epoch, c, msg.digest), msg.sig
         ):
