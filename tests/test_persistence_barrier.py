@@ -66,3 +66,29 @@ def test_no_barrier_outside_durable_mode(make_cluster: Callable[..., Any]) -> No
     actions = _follower_run(make_cluster, durable=False)
     assert not any(isinstance(a, Persist) for a in actions)
     assert any(isinstance(a, Send) for a in actions)
+
+
+def _durable_schedule(seed: int) -> Any:
+    import random
+
+    from ubft.replica.sim.faults import plan_for
+    from ubft.replica.sim.world import Simulation
+
+    sim = Simulation(seed, plan_for("durable", random.Random(seed ^ 0x5EED)))
+    return sim, sim.run()
+
+
+def test_durable_schedules_keep_the_barrier_on_fast_and_slow_paths() -> None:
+    for seed in range(2):
+        sim, res = _durable_schedule(seed)
+        assert res.violations == []
+        assert res.decisions_fast > 0 and res.decisions_slow > 0
+        assert sim.barrier is not None and sim.barrier.checked > 100
+
+
+def test_a_core_that_forgets_to_persist_is_caught(monkeypatch: Any) -> None:
+    from ubft.replica.core.context import Context
+
+    monkeypatch.setattr(Context, "persist", lambda self, kind, a, b, data: None)
+    _, res = _durable_schedule(0)
+    assert any(v.startswith("persistence barrier") for v in res.violations)

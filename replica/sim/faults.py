@@ -22,6 +22,8 @@ SCENARIOS = (
     "admission",
     "random",
 )
+# scenarios run by name only (not drawn by "mixed", whose draws stay as they were)
+EXTRA_SCENARIOS = ("durable",)
 
 
 @dataclass(slots=True)
@@ -44,6 +46,7 @@ class FaultPlan:
     memnode_crashes: list[tuple[int, int, int]] = field(default_factory=list)  # node, from, until
     memnode_amnesia: bool = False  # a crashed memory node returns with a new, empty memory
     slow_path_always: bool = False
+    durable: bool = False  # durable mode: the persistence barrier is checked on every action
     expect_liveness: bool = True
     safety_phase_ns: int = 400 * _MS
     liveness_bound_ns: int = 2000 * _MS
@@ -85,6 +88,18 @@ def plan_for(scenario: str, rng: random.Random, n: int = 3, memnodes: int = 3) -
     followers = list(range(1, n))
     if scenario == "timely":
         return FaultPlan(scenario)
+    if scenario == "durable":
+        # durable mode with a follower silent for a while: the fast path, then the slow path
+        # (signatures, register writes), each send checked against the Persist before it
+        return FaultPlan(
+            scenario,
+            ops_per_client=10,
+            byzantine_replica=rng.choice(followers),
+            byzantine_behaviour="silent",
+            silent_from_ns=0,
+            silent_until_ns=60 * _MS,
+            durable=True,
+        )
     if scenario == "silent_follower":
         return FaultPlan(
             scenario,

@@ -17,7 +17,14 @@ from typing import Any
 from ubft.apps.kv import KVStore
 from ubft.client.session import ClientSession
 from ubft.memnode.store import MemoryNodeStore
-from ubft.replica.core.actions import Decided, Delivered, Executed, ReportEvidence, TimerKey
+from ubft.replica.core.actions import (
+    Action,
+    Decided,
+    Delivered,
+    Executed,
+    ReportEvidence,
+    TimerKey,
+)
 from ubft.replica.core.admission import ADMIN_CLIENT_ID, RESULT_OK, AdminOp, admin_command
 from ubft.replica.core.config import ProtocolParams, SlowPathMode
 from ubft.replica.core.crypto import SignatureCounter, digest
@@ -27,6 +34,7 @@ from ubft.replica.harness import CLIENT, REPLICA, Harness, InstantStorage, Obser
 from .byzantine import ByzantineReplica
 from .checkers import Agreement, BoundedMemory, EvidenceAgainstCorrect, Validity, footprint_bounds
 from .cluster import make_cluster, make_signer, provision, provision_memnodes
+from .durability import PersistenceBarrier
 from .faults import FaultPlan
 from .history import HistoryRecorder, Op
 from .linearizability import check as check_linearizable
@@ -38,6 +46,23 @@ _DELIVER, _TIMER, _CLIENT_START, _BYZ_CLIENT, _FAULT, _ADMIN = range(6)
 CLIENT_BASE = 100
 BYZ_CLIENT_BASE = 200
 ADMITTED_CLIENT_BASE = 300
+
+
+class _Barriered:
+    """A correct replica whose actions the persistence-barrier checker sees, in order."""
+
+    def __init__(self, replica: Replica, barrier: PersistenceBarrier) -> None:
+        self.replica = replica
+        self.barrier = barrier
+        self.receive = replica.receive
+        self.receive_client = replica.receive_client
+        self.receive_memnode = replica.receive_memnode
+        self.timer_fired = replica.timer_fired
+
+    def take_actions(self) -> list[Action]:
+        actions = self.replica.take_actions()
+        self.barrier.observe(self.replica.me, actions)
+        return actions
 
 
 class _Checkers(Observer):
@@ -109,6 +134,9 @@ class Simulation:
         base = params or ProtocolParams()
         if plan.slow_path_always:
             base = base.model_copy(update={"slow_path_mode": SlowPathMode.ALWAYS})
+        if plan.durable:
+            base = base.model_copy(update={"durable": True})
+        self.barrier = PersistenceBarrier() if plan.durable else None
         self.config, signers, admin = make_cluster("sim", n, memnodes, base, keys_rng, self.counter)
         # clients: correct ones record a history; Byzantine ones misbehave on their own keys
         self.history = HistoryRecorder()
@@ -204,7 +232,10 @@ class Simulation:
         # one harness hosts every node: this simulation is its links and its timers
         self.harness = harness = Harness(self, self, _Checkers(self), InstantStorage())
         for i, node in self.replicas.items():
-            harness.add_replica(i, node, observed=i in self.correct)
+            if self.barrier is not None and isinstance(node, Replica):
+                harness.add_replica(i, _Barriered(node, self.barrier))
+            else:
+                harness.add_replica(i, node, observed=i in self.correct)
         for kv_client in self.clients.values():
             harness.add_client(kv_client.session)
         if self.admin is not None:
@@ -480,6 +511,8 @@ class Simulation:
         res.violations.extend(self.validity.violations)
         res.violations.extend(self.evidence.violations)
         res.violations.extend(self.memory.violations)
+        if self.barrier is not None:
+            res.violations.extend(self.barrier.violations)
         # clients accept only the result of the execution
         for cid, client in self.clients.items():
             for x, result in client.results.items():
