@@ -7,8 +7,8 @@ instant in-memory network: one FIFO queue of (destination, source, frame), no de
 faults, no event heap. The driver works in *waves* (the raft ``Step``/``Ready`` pattern): it
 delivers every frame queued so far in FIFO order, then drains (``take_actions``) every replica
 and client that received something and appends what they sent to the queue, then issues the
-next burst of client requests. Frames produced during a wave are delivered in the next one. Each wave advances the
-virtual clock by ``WAVE_NS``.
+next burst of client requests. Frames produced during a wave are delivered in the next one. Each
+wave advances the virtual clock by ``WAVE_NS`` (``--wave-ns``).
 
 Batching: the leader cuts batches in ``take_actions``; each wave issues a burst of B new
 requests (B = ``batch_max``), so the follower echoes that make B requests proposable reach the
@@ -18,8 +18,8 @@ leader in one wave and it cuts one batch of B. The mean batch size reported is m
 Modes:
 
 - ``fast``: default parameters (``slow_path_mode = on_demand``), every replica correct.
-  Timers are recorded, never fired (nothing is lost, so none is needed; ``--fast-timers
-  deadline`` fires them at their virtual deadlines, as a runtime would, to price that).
+  Timers fire at their virtual deadlines, as a runtime's would (``--fast-timers never``: they
+  are only counted, never fired; nothing is lost, so none is needed).
 - ``slow``: the fast path is made impossible by a fault beyond the fast path's assumptions:
   follower 2 is *silent*. ``--silent fast-path`` (default): it drops exactly the frames the
   fast paths need (its CTBcast echoes, promises and FastCommits), so every CTBcast receiver but
@@ -34,23 +34,38 @@ Modes:
   to memory nodes and clients always flow. Mechanism ``always`` (default): ``slow_path_mode =
   always``, so every CTBcast message is signed and every accepted instance sends its "prep"
   share at once; timers fire at their virtual deadlines. Mechanism ``on-demand``: default
-  ``slow_path_mode``, but the FAST_PATH and FAST_TIMEOUT timers fire in the next wave instead
-  of after their timeouts (the switch to signatures is exercised on every instance); other
-  timers fire at their deadlines. When the queue is empty and work is pending, the virtual
-  clock jumps to the next timer.
+  ``slow_path_mode``, but the fast-path and fast timeouts (``fast_path_timeout_ns``,
+  ``fast_timeout_ns``) last one wave, so they expire before the next wave's deliveries (the
+  switch to signatures is exercised on every instance). (It used to fire those timers early
+  instead; since the core coalesces its deadlines and checks them against the clock, an early
+  fire finds nothing due and re-arms, so that never advanced.) When the queue is empty and work
+  is pending, the virtual clock jumps to the next timer.
 
 CPU time is measured with ``time.perf_counter_ns`` around every ``receive``,
 ``receive_client``, ``receive_memnode``, ``timer_fired`` and ``take_actions`` call of each
 replica, and nothing else: the driver (the harness's routing included), the memory nodes
 (decode, store, encode) and the clients are excluded. The process is single-threaded, so wall
-time inside a call is its CPU time.
+time inside a call is its CPU time, unless the machine is busy enough to deschedule it:
+``--clock thread`` then times the calls with ``time.thread_time_ns`` instead (CPU time of the
+thread only; each read costs more, ``clock_overhead_ns_per_call`` says how much).
+
+The frame floor: during the timed part of a run the driver logs, per replica and message kind,
+the frames the replica sends (encoded once per distinct frame, MAC'd once per link) and
+receives, with an evenly spaced sample of each. After the run, in the same process, the sampled
+frames are replayed in tight loops timed with ``time.thread_time_ns``: ``codec.encode`` of the
+decoded message plus a keyed BLAKE2b MAC (32-byte key, 16-byte tag) for what is sent, the MAC
+check and ``codec.decode`` for what is received. The per-frame costs times the counts, per
+request, is the least CPU a replica could spend on its frames in this Python; every CPU figure
+is also stated as a multiple of it, which stays comparable across machines.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import hashlib
 import heapq
+import hmac
 import io
 import json
 import platform
@@ -67,7 +82,7 @@ from typing import Any
 from ubft.apps.kv import KVStore, cmd_get, cmd_set
 from ubft.client.session import ClientSession
 from ubft.replica.core.actions import Action, Decided, Executed, ReportEvidence, TimerKey, TimerKind
-from ubft.replica.core.codec import decode
+from ubft.replica.core.codec import decode, encode
 from ubft.replica.core.config import ProtocolParams, SlowPathMode
 from ubft.replica.core.crypto import SignatureCounter, Tag
 from ubft.replica.core.errors import DecodeError
@@ -119,6 +134,14 @@ _FAST_PATH_VOTES = frozenset(
     int(k) for k in (MsgKind.CTB_ECHO, MsgKind.PROMISE, MsgKind.FAST_COMMIT)
 )
 _Frame = tuple[Node, Node, bytes]  # destination, source, frame
+CLOCKS: dict[str, Callable[[], int]] = {
+    "perf": time.perf_counter_ns,
+    "thread": time.thread_time_ns,
+}
+CLOCK_TEXT = {
+    "perf": "time.perf_counter_ns around each replica handler call (driver, clients and memory nodes excluded)",
+    "thread": "time.thread_time_ns (thread CPU time) around each replica handler call (driver, clients and memory nodes excluded)",
+}
 
 
 def _echo_entries(frame: bytes) -> int:
@@ -137,6 +160,252 @@ def _kind_name(frame: bytes) -> str:
     return _KIND_NAMES.get(frame[KIND_BYTE], f"UNKNOWN_{frame[KIND_BYTE]}")
 
 
+# ---------------------------------------------------------------------- the frame floor
+
+FLOOR_MAC_KEY = bytes(range(32))  # keyed BLAKE2b: 32-byte key, 16-byte tag over the frame
+FLOOR_MAC_BYTES = 16
+FLOOR_SAMPLE = 64  # frames kept per (replica, direction, kind): 64 to 127, evenly spaced
+FLOOR_PASSES = 3  # replays per sample; the fastest is kept
+FLOOR_MIN_OPS = 64  # each timed loop runs at least this many operations
+
+
+class _Sample:
+    """Every ``stride``-th item of a stream, the stride doubling whenever the sample reaches
+    twice ``FLOOR_SAMPLE``: between ``FLOOR_SAMPLE`` and twice that many evenly spaced items,
+    deterministic, O(1) per item."""
+
+    __slots__ = ("items", "skip", "stride")
+
+    def __init__(self) -> None:
+        self.items: list[bytes] = []
+        self.stride = 1
+        self.skip = 0
+
+    def add(self, frame: bytes) -> None:
+        if self.skip:
+            self.skip -= 1
+            return
+        items = self.items
+        items.append(frame)
+        self.skip = self.stride - 1
+        if len(items) >= 2 * FLOOR_SAMPLE:
+            del items[1::2]
+            self.stride *= 2
+
+
+class _KindLog:
+    """One replica's frames of one kind in one direction: counts, bytes and a sample."""
+
+    __slots__ = ("frames", "links", "nbytes", "sample")
+
+    def __init__(self) -> None:
+        self.frames = 0  # sent: distinct frames (one encode each); received: frames
+        self.links = 0  # sent: frames put on links (one MAC each); received: = frames
+        self.nbytes = 0  # over ``frames``
+        self.sample = _Sample()
+
+
+class _FrameLog:
+    """What one replica sent and received while CPU was being counted."""
+
+    __slots__ = ("last", "received", "sent")
+
+    def __init__(self) -> None:
+        self.sent: dict[int, _KindLog] = {}
+        self.received: dict[int, _KindLog] = {}
+        self.last = b""  # the last frame sent: the same frame to several links is encoded once
+
+    def on_send(self, frame: bytes) -> None:
+        kind = frame[KIND_BYTE]
+        log = self.sent.get(kind)
+        if log is None:
+            log = self.sent[kind] = _KindLog()
+        log.links += 1
+        if frame is self.last or frame == self.last:
+            return
+        self.last = frame
+        log.frames += 1
+        log.nbytes += len(frame)
+        log.sample.add(frame)
+
+    def on_receive(self, frame: bytes) -> None:
+        kind = frame[KIND_BYTE] if len(frame) > KIND_BYTE else -1
+        log = self.received.get(kind)
+        if log is None:
+            log = self.received[kind] = _KindLog()
+        log.frames += 1
+        log.links += 1
+        log.nbytes += len(frame)
+        log.sample.add(frame)
+
+
+def _loop_ns(fn: Callable[[list[Any]], None], items: list[Any], reps: int) -> int:
+    tt = time.thread_time_ns
+    t0 = tt()
+    for _ in range(reps):
+        fn(items)
+    return tt() - t0
+
+
+def _encode_all(items: list[Any]) -> None:
+    enc = encode
+    for msg, epoch in items:
+        enc(msg, epoch)
+
+
+def _mac_all(items: list[Any]) -> None:
+    blake2b = hashlib.blake2b
+    key = FLOOR_MAC_KEY
+    for frame in items:
+        blake2b(frame, key=key, digest_size=FLOOR_MAC_BYTES).digest()
+
+
+def _check_all(items: list[Any]) -> None:
+    blake2b = hashlib.blake2b
+    same = hmac.compare_digest
+    key = FLOOR_MAC_KEY
+    for frame, tag in items:
+        if not same(blake2b(frame, key=key, digest_size=FLOOR_MAC_BYTES).digest(), tag):
+            raise AssertionError("MAC mismatch")
+
+
+def _decode_all(items: list[Any]) -> None:
+    dec = decode
+    for frame in items:
+        dec(frame)
+
+
+_FLOOR_OPS: dict[str, Callable[[list[Any]], None]] = {
+    "encode": _encode_all,
+    "mac": _mac_all,
+    "mac_check": _check_all,
+    "decode": _decode_all,
+}
+
+
+def _replay_sets(log: _KindLog, sending: bool) -> tuple[dict[str, list[Any]], int]:
+    """The inputs of each floor operation for one sample (decoding and tagging untimed), and
+    how many sampled frames ``encode`` did not give back byte for byte."""
+    frames = [f for f in log.sample.items if _decodes(f)]
+    if sending:
+        msgs = [decode(f)[::-1] for f in frames]
+        changed = sum(
+            encode(msg, epoch) != frame for (msg, epoch), frame in zip(msgs, frames, strict=True)
+        )
+        return {"encode": msgs, "mac": frames}, changed
+    blake2b = hashlib.blake2b
+    tags = [blake2b(f, key=FLOOR_MAC_KEY, digest_size=FLOOR_MAC_BYTES).digest() for f in frames]
+    return {"mac_check": list(zip(frames, tags, strict=True)), "decode": frames}, 0
+
+
+def _decodes(frame: bytes) -> bool:
+    try:
+        decode(frame)
+    except DecodeError:
+        return False
+    return True
+
+
+def measure_floor(logs: Sequence[_FrameLog], requests: Sequence[int]) -> dict[str, Any]:
+    """The frame floor per request of each replica (``requests``: what each executed while its
+    frames were logged), from replaying each log's samples; see the module docstring."""
+    # (replica, sending, kind) -> inputs per operation; then the best ns per frame of each
+    groups: dict[tuple[int, bool, int], dict[str, list[Any]]] = {}
+    changed = 0
+    for r, log in enumerate(logs):
+        for sending, by_kind in ((True, log.sent), (False, log.received)):
+            for kind, klog in by_kind.items():
+                sets, bad = _replay_sets(klog, sending)
+                changed += bad
+                if sets[next(iter(sets))]:
+                    groups[(r, sending, kind)] = sets
+    best: dict[tuple[int, bool, int], dict[str, float]] = {g: {} for g in groups}
+    t0 = time.thread_time_ns()
+    for _ in range(FLOOR_PASSES):
+        for g, sets in groups.items():
+            for op, items in sets.items():
+                reps = -(-FLOOR_MIN_OPS // len(items))
+                ns = _loop_ns(_FLOOR_OPS[op], items, reps) / (reps * len(items))
+                cur = best[g].get(op)
+                best[g][op] = ns if cur is None else min(cur, ns)
+    replay_ns = time.thread_time_ns() - t0
+    parts = ("encode", "mac", "mac_check", "decode")
+    per_replica_ns: list[dict[str, float]] = []
+    kinds: dict[str, dict[str, float]] = {}
+    frames_sent = [0 for _ in logs]
+    links_sent = [0 for _ in logs]
+    frames_received = [0 for _ in logs]
+    bytes_sent = [0 for _ in logs]
+    bytes_received = [0 for _ in logs]
+    for r, log in enumerate(logs):
+        tot = dict.fromkeys(parts, 0.0)
+        for sending, by_kind in ((True, log.sent), (False, log.received)):
+            for kind, klog in by_kind.items():
+                cost = best.get((r, sending, kind), {})
+                name = _KIND_NAMES.get(kind, f"UNKNOWN_{kind}")
+                k = kinds.setdefault(name, dict.fromkeys(("sent", "received", "ns"), 0.0))
+                if sending:
+                    frames_sent[r] += klog.frames
+                    links_sent[r] += klog.links
+                    bytes_sent[r] += klog.nbytes
+                    k["sent"] += klog.frames / requests[r]
+                    first, second = "encode", "mac"
+                    cost_ns = (
+                        klog.frames * cost.get(first, 0.0),
+                        klog.links * cost.get(second, 0.0),
+                    )
+                else:
+                    frames_received[r] += klog.frames
+                    bytes_received[r] += klog.nbytes
+                    k["received"] += klog.frames / requests[r]
+                    first, second = "mac_check", "decode"
+                    cost_ns = (
+                        klog.frames * cost.get(first, 0.0),
+                        klog.frames * cost.get(second, 0.0),
+                    )
+                tot[first] += cost_ns[0]
+                tot[second] += cost_ns[1]
+                k["ns"] += (cost_ns[0] + cost_ns[1]) / requests[r]
+        per_replica_ns.append({p: v / requests[r] for p, v in tot.items()})
+    n = len(logs)
+    totals = [sum(d.values()) for d in per_replica_ns]
+
+    def mean(values: Sequence[float]) -> float:
+        return statistics.fmean(values) if values else 0.0
+
+    samples = sum(len(s[next(iter(s))]) for s in groups.values())
+    return {
+        "us_per_request": round(mean(totals) / 1000, 3),
+        "per_replica": {str(r): round(totals[r] / 1000, 3) for r in range(n)},
+        "parts_us_per_request": {
+            p: round(mean([d[p] for d in per_replica_ns]) / 1000, 3) for p in parts
+        },
+        "frames_per_request": {
+            "encoded": round(mean([frames_sent[r] / requests[r] for r in range(n)]), 3),
+            "sent_on_links": round(mean([links_sent[r] / requests[r] for r in range(n)]), 3),
+            "received": round(mean([frames_received[r] / requests[r] for r in range(n)]), 3),
+        },
+        "bytes_per_request": {
+            "encoded": round(mean([bytes_sent[r] / requests[r] for r in range(n)]), 1),
+            "received": round(mean([bytes_received[r] / requests[r] for r in range(n)]), 1),
+        },
+        # per kind, mean over the replicas: frames per request and floor us per request
+        "by_kind": {
+            name: {
+                "encoded_per_request": round(k["sent"] / n, 3),
+                "received_per_request": round(k["received"] / n, 3),
+                "floor_us_per_request": round(k["ns"] / n / 1000, 3),
+            }
+            for name, k in sorted(kinds.items())
+        },
+        "sampled_frames": samples,
+        "reencoded_differently": changed,  # sampled frames decode + encode did not reproduce
+        "passes": FLOOR_PASSES,
+        "replay_cpu_s": round(replay_ns / 1e9, 3),
+        "clock": "time.thread_time_ns around loops over the sampled frames, fastest of the passes",
+    }
+
+
 @dataclass(slots=True)
 class RunSpec:
     name: str
@@ -149,7 +418,10 @@ class RunSpec:
     sample_every: int = 64  # waves between footprint samples
     slow_mechanism: str = "always"  # "always" | "on-demand"
     silent: str = "fast-path"  # slow runs: "fast-path" | "protocol" | "all" (module docstring)
-    fast_timers: str = "never"  # fast runs: "never" fired | "deadline" (fired, all ignored)
+    fast_timers: str = "deadline"  # fast runs: fired at their "deadline" | "never" fired
+    wave_ns: int = WAVE_NS  # virtual time one wave takes
+    floor: bool = True  # log frames while timing and measure the frame floor after the run
+    clock: str = "perf"  # what times the handler calls: "perf" | "thread" (CLOCKS)
     seed: int = 1
     max_waves: int = 50_000_000
 
@@ -185,31 +457,32 @@ class _TimedApp:
     """The KV store, with the time spent inside it (execution, checkpoint digests) counted
     apart, so the core's own share of a handler's time can be shown next to the total."""
 
-    __slots__ = ("inner", "ns")
+    __slots__ = ("clock", "inner", "ns")
 
-    def __init__(self, inner: KVStore) -> None:
+    def __init__(self, inner: KVStore, clock: Callable[[], int]) -> None:
         self.inner = inner
+        self.clock = clock
         self.ns = 0
 
     def apply(self, command: bytes, clock_ns: int) -> bytes:
-        t0 = time.perf_counter_ns()
+        t0 = self.clock()
         out = self.inner.apply(command, clock_ns)
-        self.ns += time.perf_counter_ns() - t0
+        self.ns += self.clock() - t0
         return out
 
     def snapshot(self) -> bytes:
-        t0 = time.perf_counter_ns()
+        t0 = self.clock()
         out = self.inner.snapshot()
-        self.ns += time.perf_counter_ns() - t0
+        self.ns += self.clock() - t0
         return out
 
     def restore(self, snapshot: bytes) -> None:
         self.inner.restore(snapshot)
 
     def digest(self) -> bytes:
-        t0 = time.perf_counter_ns()
+        t0 = self.clock()
         out = self.inner.digest()
-        self.ns += time.perf_counter_ns() - t0
+        self.ns += self.clock() - t0
         return out
 
 
@@ -278,6 +551,13 @@ class Bench:
         if slow and spec.slow_mechanism == "always":
             mode = SlowPathMode.ALWAYS
         params = ProtocolParams(batch_max=spec.batch, slow_path_mode=mode)
+        if slow and spec.slow_mechanism == "on-demand":
+            params = ProtocolParams(
+                batch_max=spec.batch,
+                slow_path_mode=mode,
+                fast_path_timeout_ns=spec.wave_ns,
+                fast_timeout_ns=spec.wave_ns,
+            )
         self.params = params
         self.config, signers, _ = make_cluster("bench", N, MEMNODES, params, rng, self.counter)
         self.epoch = self.config.epoch
@@ -289,8 +569,10 @@ class Bench:
             client_keys[cid] = s.public_key
             self.clients[cid] = ClientSession(self.config, cid, s)
         self.client_order = sorted(self.clients)
+        self.clock = CLOCKS[spec.clock]
         self.apps = [
-            _TimedApp(KVStore(max_result_bytes=params.max_reply_bytes - 16)) for _ in range(N)
+            _TimedApp(KVStore(max_result_bytes=params.max_reply_bytes - 16), self.clock)
+            for _ in range(N)
         ]
         self.replicas = [
             Replica(self.config, i, signers[i], self.apps[i], client_keys) for i in range(N)
@@ -306,9 +588,6 @@ class Bench:
         self.silent = SILENT if slow else -1
         self.silent_all = spec.silent == "all"
         self.fire_timers = slow or spec.fast_timers == "deadline"
-        self.immediate: frozenset[int] = frozenset()
-        if slow and spec.slow_mechanism == "on-demand":
-            self.immediate = frozenset({int(TimerKind.FAST_PATH), int(TimerKind.FAST_TIMEOUT)})
         # network and clock
         self.queue: list[_Frame] = []
         self.timers: list[tuple[int, int, Node, TimerKey]] = []  # at, seq, node, key
@@ -325,6 +604,11 @@ class Bench:
         self.traffic = _Traffic()
         self.timers_set: dict[str, int] = {}
         self.timers_fired: dict[str, int] = {}
+        self.replica_timers_set = [0 for _ in range(N)]  # SetTimer actions of each replica
+        self.replica_timers_fired = [0 for _ in range(N)]  # fires delivered to each replica
+        self.replica_timers_by_kind: dict[str, list[int]] = {}  # kind -> [set, fired]
+        self.floor: dict[str, Any] = {}
+        self.frame_logs = [_FrameLog() for _ in range(N)]  # while CPU is counted
         self.windows = [_Window(spec.window_requests) for _ in range(N)]
         self.peak_state = [0 for _ in range(N)]
         self.peak_state_detail: list[dict[str, int]] = [{} for _ in range(N)]
@@ -334,6 +618,7 @@ class Bench:
         self.completed = 0
         self.next_client = 0
         self.measuring = spec.warmup == 0
+        self.logging = self.measuring and spec.floor  # frames logged for the floor
         self.warmup_wave = 0
         self.exec_base = [0 for _ in range(N)]  # executed / decided when the warm-up ended
         self.decided_base = [0 for _ in range(N)]
@@ -344,9 +629,10 @@ class Bench:
 
     def _call(self, r: int, fn: Callable[..., Any], *args: Any) -> Any:
         prof = self.profiler
-        t0 = time.perf_counter_ns()
+        clock = self.clock
+        t0 = clock()
         out = fn(*args) if prof is None else prof.runcall(fn, *args)
-        self.cpu[r] += time.perf_counter_ns() - t0
+        self.cpu[r] += clock() - t0
         self.calls[r] += 1
         return out
 
@@ -363,6 +649,8 @@ class Bench:
         from the silent follower)."""
         skind, dkind = src[0], dst[0]
         if skind == REPLICA:
+            if self.logging:
+                self.frame_logs[src[1]].on_send(frame)
             if dkind == REPLICA:
                 kind = frame[KIND_BYTE]
                 if src[1] == self.silent and self._silenced(kind):
@@ -386,10 +674,11 @@ class Bench:
         """The harness's timers: counted; queued only where this run fires them."""
         name = _TIMER_NAMES.get(int(key.kind), str(key.kind))
         self.timers_set[name] = self.timers_set.get(name, 0) + 1
+        if node[0] == REPLICA:
+            self.replica_timers_set[node[1]] += 1
+            self.replica_timers_by_kind.setdefault(name, [0, 0])[0] += 1
         if not self.fire_timers:
             return
-        if int(key.kind) in self.immediate:
-            at_ns = self.now
         self.seq += 1
         heapq.heappush(self.timers, (at_ns, self.seq, node, key))
 
@@ -434,9 +723,12 @@ class Bench:
         clients = self.clients
         touched_r: set[int] = set()
         touched_c: dict[int, None] = {}
+        logs = self.frame_logs if self.logging else None
         for dst, src, frame in wave:
             kind, ident = dst
             if kind == REPLICA:
+                if logs is not None:
+                    logs[ident].on_receive(frame)
                 harness.deliver(src, dst, frame, now)
                 touched_r.add(ident)
             elif kind == CLIENT:
@@ -462,6 +754,8 @@ class Bench:
             fired = True
             self.harness.fire(node, key, self.now)
             if node[0] == REPLICA:
+                self.replica_timers_fired[node[1]] += 1
+                self.replica_timers_by_kind.setdefault(name, [0, 0])[1] += 1
                 touched_r.add(node[1])
             else:
                 touched_c[node[1]] = None
@@ -484,6 +778,7 @@ class Bench:
         over the whole run, which starts and ends with nothing in flight, so their ratios to
         decisions are exact."""
         self.measuring = True
+        self.logging = self.spec.floor
         self.cpu = [0 for _ in range(N)]
         self.calls = [0 for _ in range(N)]
         for app in self.apps:
@@ -496,6 +791,7 @@ class Bench:
         t_start = time.perf_counter_ns()
         p_start = time.process_time_ns()
         spec = self.spec
+        idle = 0  # timer fires in a row with no wave between them
         while True:
             if not self.measuring and self.executed[LEADER] >= spec.warmup:
                 self._start_measuring()
@@ -507,6 +803,10 @@ class Bench:
                 if self.completed >= self.total:
                     break
                 if self.fire_timers and self.timers:
+                    idle += 1
+                    if idle > 100_000:
+                        # timers set again and again with nothing sent: no wave would ever come
+                        raise RuntimeError(f"{spec.name}: timers fire with no frame sent")
                     self.now = max(self.now, self.timers[0][0])
                     continue
                 if self.issued < self.total:
@@ -518,9 +818,10 @@ class Bench:
                     f"{spec.name}: stalled with {self.total - self.completed} requests unanswered "
                     f"and no frame in flight (timers are not fired in fast runs)"
                 )
+            idle = 0
             self._deliver_wave()
             self.waves += 1
-            self.now += WAVE_NS
+            self.now += spec.wave_ns
             if self.waves % spec.sample_every == 0:
                 self._sample()
             if self.waves > spec.max_waves:
@@ -528,7 +829,12 @@ class Bench:
         self._sample()
         self.wall_ns = time.perf_counter_ns() - t_start
         self.process_ns = time.process_time_ns() - p_start
+        if spec.floor:
+            self.floor = measure_floor(self.frame_logs, self._timed_requests())
         return self.result()
+
+    def _timed_requests(self) -> list[int]:
+        return [max(1, self.executed[r] - self.exec_base[r]) for r in range(N)]
 
     # ------------------------------------------------------------------ figures
 
@@ -536,7 +842,7 @@ class Bench:
         spec = self.spec
         batches = max(1, self.decided[LEADER])
         leader_reqs = self.executed[LEADER]
-        timed_reqs = [max(1, self.executed[r] - self.exec_base[r]) for r in range(N)]
+        timed_reqs = self._timed_requests()
         timed_batches = [max(1, self.decided[r] - self.decided_base[r]) for r in range(N)]
         per_replica_us = {str(r): round(self.cpu[r] / timed_reqs[r] / 1000, 3) for r in range(N)}
         per_batch_us = {str(r): round(self.cpu[r] / timed_batches[r] / 1000, 3) for r in range(N)}
@@ -562,6 +868,10 @@ class Bench:
         echoes = sum(v for k, v in r2r.items() if k in _ADMISSION_NAMES)
         protocol_r2r = sum(r2r.values()) - echoes
         mean_batch = leader_reqs / batches
+        cpu_mean_ns = statistics.fmean(self.cpu[r] / timed_reqs[r] for r in range(N))
+        app_mean_ns = statistics.fmean(self.apps[r].ns / timed_reqs[r] for r in range(N))
+        reqs = max(1, leader_reqs)
+        timer_kinds = sorted(self.replica_timers_by_kind.items())
         return {
             "mode": spec.mode,
             "batch_max": spec.batch,
@@ -579,9 +889,7 @@ class Bench:
             "decisions_per_replica": {str(r): self.decided[r] for r in range(N)},
             "mean_batch": round(mean_batch, 3),
             "cpu_us_per_request": {
-                "mean": round(
-                    statistics.fmean(self.cpu[r] / timed_reqs[r] for r in range(N)) / 1000, 3
-                ),
+                "mean": round(cpu_mean_ns / 1000, 3),
                 "max": max(per_replica_us.values()),
                 "per_replica": per_replica_us,
                 **_percentiles(pooled),
@@ -591,17 +899,17 @@ class Bench:
                     str(r): round(_pct(self.windows[r].costs, 50), 3) for r in range(N)
                 },
                 # of which inside the KV application (apply, checkpoint snapshot and digest)
-                "app_mean": round(
-                    statistics.fmean(self.apps[r].ns / timed_reqs[r] for r in range(N)) / 1000, 3
-                ),
-                "excluding_app_mean": round(
-                    statistics.fmean(
-                        (self.cpu[r] - self.apps[r].ns) / timed_reqs[r] for r in range(N)
-                    )
-                    / 1000,
-                    3,
-                ),
+                "app_mean": round(app_mean_ns / 1000, 3),
+                "excluding_app_mean": round((cpu_mean_ns - app_mean_ns) / 1000, 3),
             },
+            "floor": self.floor,
+            "cpu_over_floor": _over_floor(
+                self.floor,
+                cpu_mean_ns / 1000,
+                per_replica_us,
+                (cpu_mean_ns - app_mean_ns) / 1000,
+                pooled,
+            ),
             "cpu_us_per_batch": {
                 "mean": round(
                     statistics.fmean(self.cpu[r] / timed_batches[r] for r in range(N)) / 1000, 3
@@ -638,6 +946,21 @@ class Bench:
             },
             "timers_set": dict(sorted(self.timers_set.items())),
             "timers_fired": dict(sorted(self.timers_fired.items())),
+            # replicas' timers over the whole run, per decided request per replica
+            "timers_per_request": {
+                "set": round(sum(self.replica_timers_set) / reqs / N, 4),
+                "fired": round(sum(self.replica_timers_fired) / reqs / N, 4),
+                "per_replica": {
+                    str(r): {
+                        "set": round(self.replica_timers_set[r] / reqs, 4),
+                        "fired": round(self.replica_timers_fired[r] / reqs, 4),
+                    }
+                    for r in range(N)
+                },
+                "set_by_kind": {k: round(v[0] / reqs / N, 4) for k, v in timer_kinds},
+                "fired_by_kind": {k: round(v[1] / reqs / N, 4) for k, v in timer_kinds},
+                "fired_at_deadlines": self.fire_timers,
+            },
             "evidence_reports": sum(self.evidence),
             "peak_state_entries": {
                 "max": max(self.peak_state),
@@ -667,14 +990,39 @@ class Bench:
         if spec.slow_mechanism == "always":
             return f"slow_path_mode=always + {silent}; timers fired at their virtual deadlines"
         return (
-            f"slow_path_mode=on_demand + {silent}; FAST_PATH and FAST_TIMEOUT timers fired in "
-            "the next wave, other timers at their virtual deadlines"
+            f"slow_path_mode=on_demand with fast-path and fast timeouts of one wave + {silent}; "
+            "timers fired at their virtual deadlines"
         )
 
 
-def _clock_overhead_ns() -> float:
+def _over_floor(
+    floor: dict[str, Any],
+    mean_us: float,
+    per_replica_us: dict[str, float],
+    core_us: float,
+    windows: Sequence[float],
+) -> dict[str, Any]:
+    """Each CPU figure as a multiple of the frame floor (the same replica's floor for a
+    per-replica figure, the mean floor otherwise)."""
+    base = float(floor.get("us_per_request", 0.0))
+    if base <= 0:
+        return {}
+
+    def x(us: float, of: float = base) -> float:
+        return round(us / of, 2) if of > 0 else 0.0
+
+    return {
+        "mean": x(mean_us),
+        "max": max(x(v, float(floor["per_replica"][r])) for r, v in per_replica_us.items()),
+        "per_replica": {r: x(v, float(floor["per_replica"][r])) for r, v in per_replica_us.items()},
+        "excluding_app_mean": x(core_us),
+        **{f"p{p}": x(_pct(windows, p)) for p in (50, 90, 99)},
+    }
+
+
+def _clock_overhead_ns(clock: str = "perf") -> float:
     """What one timed call adds to the measured interval (the clock read itself), best of 5."""
-    pc = time.perf_counter_ns
+    pc = CLOCKS[clock]
     best = float("inf")
     for _ in range(5):
         t = pc()
@@ -715,6 +1063,8 @@ class Options:
     slow_mechanism: str
     silent: str
     fast_timers: str
+    wave_ns: int
+    clock: str
     window_requests: int
     seed: int
     repeat: int
@@ -740,6 +1090,8 @@ def _spec(name: str, mode: str, batch: int, requests: int, opts: Options) -> Run
         slow_mechanism=opts.slow_mechanism,
         silent=opts.silent,
         fast_timers=opts.fast_timers,
+        wave_ns=opts.wave_ns,
+        clock=opts.clock,
         seed=opts.seed,
     )
 
@@ -752,12 +1104,17 @@ def _targets(runs: dict[str, Any]) -> dict[str, Any]:
             out[name] = {"target_us": target, "measured_us": None, "met": None}
             continue
         measured = run["cpu_us_per_request"]["mean"]
+        floor = run["floor"]["us_per_request"]
         out[name] = {
             "target_us": target,
             "measured_us": measured,
             "met": measured <= target,
             "over_by_us": round(max(0.0, measured - target), 3),
             "ratio": round(measured / target, 3),
+            "floor_us": floor,
+            "measured_over_floor": run["cpu_over_floor"].get("mean", 0.0),
+            # the target restated on this machine's floor: a machine-independent yardstick
+            "target_over_floor": round(target / floor, 2) if floor > 0 else 0.0,
         }
     return out
 
@@ -777,6 +1134,7 @@ def memory_run(opts: Options) -> dict[str, Any]:
         clients=_clients_for(opts.memory_batch),
         sample_every=64,
         seed=opts.seed,
+        floor=False,  # the frame samples would be counted in the traced memory
     )
     tracemalloc.start()
     bench = Bench(spec)
@@ -874,10 +1232,11 @@ def run_all(opts: Options, progress: Callable[[str], None] | None = None) -> dic
         "memory_nodes": MEMNODES,
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "clock": "time.perf_counter_ns around each replica handler call (driver, clients and memory nodes excluded)",
-        "clock_overhead_ns_per_call": _clock_overhead_ns(),
+        "clock": CLOCK_TEXT[opts.clock],
+        "clock_overhead_ns_per_call": _clock_overhead_ns(opts.clock),
         "repeat": opts.repeat,
-        "driver": f"waves: FIFO delivery of every queued frame, then take_actions per node, then a burst of batch_max requests; {WAVE_NS} virtual ns per wave",
+        "driver": f"waves: FIFO delivery of every queued frame, then take_actions per node, then a burst of batch_max requests; {opts.wave_ns} virtual ns per wave",
+        "floor_method": "frames each replica sent and received while CPU was counted, per kind (an evenly spaced sample of each replayed): codec.encode + keyed BLAKE2b (32-byte key, 16-byte tag) per frame sent (the MAC per link), MAC check + codec.decode per frame received, timed with thread_time_ns, fastest of the passes",
         "workload": "KV: alternating SET key value(32 B) / GET key over 4096 keys, unsigned requests",
         "slow_path_mechanism": slow_mech,
         "quick": opts.quick,
@@ -893,7 +1252,7 @@ def run_all(opts: Options, progress: Callable[[str], None] | None = None) -> dic
 
 def _table(result: dict[str, Any], out: Any) -> None:
     runs = result["runs"]
-    w = 10
+    w = 15
     names = list(runs)
     print(
         f"ubft bench-core: n={result['n']}, python {result['python']}, {result['clock']}", file=out
@@ -901,7 +1260,6 @@ def _table(result: dict[str, Any], out: Any) -> None:
     if result["slow_path_mechanism"]:
         print(f"slow path: {result['slow_path_mechanism']}", file=out)
     print(file=out)
-    print(f"{'':34}" + "".join(f"{n:>{w}}" for n in names), file=out)
 
     def row(label: str, get: Callable[[dict[str, Any]], Any]) -> None:
         cells = []
@@ -910,20 +1268,64 @@ def _table(result: dict[str, Any], out: Any) -> None:
             cells.append(f"{v:>{w}.2f}" if isinstance(v, float) else f"{v!s:>{w}}")
         print(f"{label:34}" + "".join(cells), file=out)
 
+    print(f"{'':34}" + "".join(f"{n:>{w}}" for n in names), file=out)
     row("requests decided", lambda r: r["requests_decided"])
     row("mean batch", lambda r: float(r["mean_batch"]))
     row("decisions fast / slow", lambda r: f"{r['decisions_fast']}/{r['decisions_slow']}")
-    row("CPU us/request/replica (mean)", lambda r: float(r["cpu_us_per_request"]["mean"]))
+
+    def cpu(
+        get_us: Callable[[dict[str, Any]], Any], get_x: Callable[[dict[str, Any]], Any]
+    ) -> Callable[[dict[str, Any]], str]:
+        """A CPU figure with its multiple of the frame floor: "45.30 4.2×"."""
+
+        def cell(r: dict[str, Any]) -> str:
+            x = get_x(r.get("cpu_over_floor") or {})
+            return f"{float(get_us(r)):.2f}" + (f" {float(x):.1f}×" if x else "")
+
+        return cell
+
+    def per_key(key: str) -> Callable[[dict[str, Any]], Any]:
+        return lambda d: d.get(key)
+
+    us = "cpu_us_per_request"
+    row("CPU us/request/replica (mean)", cpu(lambda r: r[us]["mean"], per_key("mean")))
 
     def per_replica(rep: int) -> Callable[[dict[str, Any]], Any]:
-        return lambda r: float(r["cpu_us_per_request"]["per_replica"][str(rep)])
+        return cpu(
+            lambda r: r[us]["per_replica"][str(rep)],
+            lambda d: (d.get("per_replica") or {}).get(str(rep)),
+        )
 
     for rep in range(result["n"]):
         row(f"  replica {rep}", per_replica(rep))
-    row("  of which KV app (mean)", lambda r: float(r["cpu_us_per_request"]["app_mean"]))
-    row("  p50 / 100-request windows", lambda r: float(r["cpu_us_per_request"]["p50"]))
-    row("  p90", lambda r: float(r["cpu_us_per_request"]["p90"]))
-    row("  p99", lambda r: float(r["cpu_us_per_request"]["p99"]))
+    row("  of which KV app (mean)", lambda r: float(r[us]["app_mean"]))
+    row(
+        "  core only (excluding the app)",
+        cpu(lambda r: r[us]["excluding_app_mean"], per_key("excluding_app_mean")),
+    )
+    row("  p50 / 100-request windows", cpu(lambda r: r[us]["p50"], per_key("p50")))
+    row("  p90", cpu(lambda r: r[us]["p90"], per_key("p90")))
+    row("  p99", cpu(lambda r: r[us]["p99"], per_key("p99")))
+    if all(r["floor"] for r in runs.values()):
+        row("frame floor us/request/replica", lambda r: float(r["floor"]["us_per_request"]))
+        parts = "parts_us_per_request"
+        row(
+            "  encode + MAC (sent)",
+            lambda r: float(r["floor"][parts]["encode"] + r["floor"][parts]["mac"]),
+        )
+        row(
+            "  MAC check + decode (received)",
+            lambda r: float(r["floor"][parts]["mac_check"] + r["floor"][parts]["decode"]),
+        )
+        row(
+            "  frames encoded / received / req",
+            lambda r: (
+                f"{r['floor']['frames_per_request']['encoded']:.2f}"
+                f"/{r['floor']['frames_per_request']['received']:.2f}"
+            ),
+        )
+    row("timers set / request / replica", lambda r: f"{r['timers_per_request']['set']:.4f}")
+    row("timers fired / request / replica", lambda r: f"{r['timers_per_request']['fired']:.4f}")
     row("r2r messages / decision", lambda r: float(r["replica_messages_per_decision"]))
     row(
         "  protocol (no request echoes)",
@@ -963,8 +1365,14 @@ def _table(result: dict[str, Any], out: Any) -> None:
             print(f"target {name}: <= {t['target_us']} us  (not run)", file=out)
             continue
         verdict = "met" if t["met"] else f"MISSED by {t['over_by_us']} us ({t['ratio']}x)"
+        floor = ""
+        if t.get("floor_us"):
+            floor = (
+                f"; frame floor {t['floor_us']} us: measured {t['measured_over_floor']:.1f}× floor, "
+                f"target {t['target_over_floor']:.1f}× floor"
+            )
         print(
-            f"target {name}: <= {t['target_us']} us, measured {t['measured_us']} us: {verdict}",
+            f"target {name}: <= {t['target_us']} us, measured {t['measured_us']} us: {verdict}{floor}",
             file=out,
         )
     mem = result["memory"]
@@ -1007,9 +1415,23 @@ def parse_args(argv: Sequence[str]) -> Options:
     )
     p.add_argument(
         "--fast-timers",
-        choices=("never", "deadline"),
-        default="never",
-        help="fast runs: never fire timers (default) or fire them at their virtual deadlines, as a runtime would",
+        choices=("deadline", "never"),
+        default="deadline",
+        help="fast runs: fire timers at their virtual deadlines, as a runtime would (default), or never",
+    )
+    p.add_argument(
+        "--clock",
+        choices=tuple(CLOCKS),
+        default="perf",
+        help="what times the handler calls: perf_counter_ns (default) or thread_time_ns "
+        "(CPU time of the thread: for a busy machine; each read costs more)",
+    )
+    p.add_argument(
+        "--wave-ns",
+        type=int,
+        default=WAVE_NS,
+        help=f"virtual ns one wave takes ({WAVE_NS}); coalesced timers fire per unit of time, "
+        "so their count per request scales with it",
     )
     p.add_argument(
         "--window-requests", type=int, default=100, help="requests per percentile window"
@@ -1032,6 +1454,8 @@ def parse_args(argv: Sequence[str]) -> Options:
     for m in modes:
         if m not in ("fast", "slow"):
             p.error(f"unknown mode {m!r}")
+    if a.wave_ns < 1:
+        p.error("--wave-ns must be positive")
     batches = _csv_ints(a.batches)
     if not batches or any(not 1 <= b <= 4096 for b in batches):
         p.error("batch sizes must lie in 1..4096")
@@ -1050,6 +1474,8 @@ def parse_args(argv: Sequence[str]) -> Options:
         slow_mechanism=a.slow_mechanism,
         silent=a.silent,
         fast_timers=a.fast_timers,
+        wave_ns=a.wave_ns,
+        clock=a.clock,
         window_requests=max(1, a.window_requests if not quick else min(a.window_requests, 50)),
         seed=a.seed,
         repeat=max(1, a.repeat if a.repeat is not None else (1 if quick else 3)),
