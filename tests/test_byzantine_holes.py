@@ -182,6 +182,26 @@ def test_entry_after_an_admin_command_naming_its_client_in_one_batch_is_skipped(
     assert one.rep.log.clients[NEW].h == 0
 
 
+def test_entry_after_a_failing_admin_command_naming_its_client_executes(one: One) -> None:
+    """A Register that fails (the key is already used) changes nothing: the entry after it in
+    the batch was judged against the table that executes it, and runs (seed 293 of the mixed
+    simulator run: skipping it left the client's request unanswered forever)."""
+    reuse = one.admin(AdminOp.REGISTER, CID, one.keys.clients[CID].public_key)
+    entry = one.signed(CID, 1, cmd_incr(b"n"))
+    one.prepare(0, reuse, entry)
+    assert one.promised(0)
+    one.decide_fast(0)
+    assert [(c, r) for c, r, _ in one.executed()] == [(ADMIN_CLIENT_ID, 1), (CID, 1)]
+
+
+def test_unsigned_entry_after_a_key_rotation_in_its_batch_is_judged_before_it(one: One) -> None:
+    """Judged against the table before the batch: a forged unsigned entry is not accepted,
+    whether or not the rotation before it succeeds."""
+    rotate = one.admin(AdminOp.REGISTER, CID, _new_key().public_key)
+    one.prepare(0, rotate, Entry(CID, 1, cmd_set(b"x", b"forged"), b""))
+    assert not one.promised(0)
+
+
 def test_deregister_earlier_in_the_pipeline_makes_later_entries_wait(one: One) -> None:
     one.prepare(0, one.admin(AdminOp.DEREGISTER, CID, bytes(32)))
     one.prepare(1, Entry(CID, 1, cmd_incr(b"n"), b""))

@@ -101,21 +101,21 @@ class Executor:
         reply = self.reply
         if batch.ts > self.app_clock:
             self.app_clock = batch.ts
-        named_here: set[int] = set()
+        changed: set[int] = set()
         for e in batch.entries:
             cid = e.client_id
-            if cid in named_here:
-                # An admin command earlier in this batch named this client: the entry was
-                # judged against the table before that command, so it is not executed.
+            if cid in changed:
+                # An admin command earlier in this batch changed this client's registration:
+                # the entry was judged against the table before it, so it is not executed.
                 continue
-            if cid == ADMIN_CLIENT_ID:
-                cmd = decode_admin_command(e.payload)
-                if cmd is not None:
-                    named_here.add(cmd.client_id)
             verdict, cached = log.execute(cid, e.request_id)
             if verdict == "execute":
                 if cid == ADMIN_CLIENT_ID:
                     out = self._admin(e.payload)
+                    if out == RESULT_OK:
+                        cmd = decode_admin_command(e.payload)
+                        assert cmd is not None
+                        changed.add(cmd.client_id)
                 else:
                     out = self.app.apply(e.payload, self.app_clock)
                 result = log.record(cid, e.request_id, out)

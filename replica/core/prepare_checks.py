@@ -7,9 +7,10 @@ as requests arrive, as time passes and as execution moves, until the view ends.
 
 Check (e) judges each entry against the client table that will execute it: an entry of a
 client that an admin command of an earlier, unexecuted instance names waits until that command
-has executed (and an entry after such a command in its own batch is never executed, see
-``execution.py``), so a registration or key that changes in the pipeline never lets an entry
-through that its client did not send.
+has executed; within one batch, an entry is judged against the table before the batch, and
+execution skips it if an admin command before it in the batch changed its client's
+registration (``execution.py``). So a registration or key that changes in the pipeline never
+lets an entry through that its client did not send.
 """
 
 from __future__ import annotations
@@ -142,16 +143,12 @@ class PrepareChecks:
         if abs(batch.ts - ctx.now_ns) > ctx.params.skew_ns:
             inst.waiting = True
             return
+        # Every entry is judged against the table as it is before this batch: an admin command
+        # earlier in the batch that changes the entry's client makes execution skip the entry,
+        # one that fails leaves the table as judged here.
         settled = self._settled_for_all(i)
-        named_here: set[int] = set()
         for e in batch.entries:
             cid = e.client_id
-            if cid in named_here:
-                continue  # skipped at execution: an admin command before it in B names it
-            if cid == ADMIN_CLIENT_ID:
-                cmd = decode_admin_command(e.payload)
-                if cmd is not None:
-                    named_here.add(cmd.client_id)
             if not settled and not self._admission_settled(cid, i):
                 inst.waiting = True  # re-checked once the admission change has executed
                 return
