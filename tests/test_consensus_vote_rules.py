@@ -696,12 +696,6 @@ def test_a_certificate_of_shares_already_verified_is_not_verified_again(one: One
     assert one.evidence() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="consensus._on_commit drops a Commit of a view above its own before verifying "
-    "and recording it (PROTOCOL.md section 4: recorded in the sender's stream state first); "
-    "view change is not built yet",
-)
 def test_a_commit_of_a_later_view_is_verified_and_recorded(one: One) -> None:
     batch = Batch(NOW, ())
     d = _d(batch)

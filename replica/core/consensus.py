@@ -293,15 +293,14 @@ class Consensus:
         self.ctb.broadcaster.broadcast(encode_payload(Commit(inst.view, i, inst.batch, cert)))
 
     def _on_commit(self, sender: int, c: Commit, d: bytes) -> None:
-        ctx = self.ctx
         s = self.streams[sender]
         i = c.instance
-        if i >= max(self.views.low, s.ckpt_c) + self.window:
+        if i >= s.ckpt_c + self.window:  # c_r from r's stream, never our own low
             self._evidence(sender, "commit.beyond_window")
             return
+        # Verified and recorded in the sender's stream whatever its view (section 4: the
+        # summary and S_r,w are functions of the stream alone); counted only in our view.
         view = self.views.view
-        if c.view > view and sender != ctx.me:
-            return  # a later view; view change lands in the next issue
         inst = self._get(i)
         if not self.certifier.commit_is_certified(c, d, inst):
             self._evidence(sender, "commit.bad_certificate")
