@@ -5,7 +5,7 @@ replies out) and, for the replies a client sees, on one real replica.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -54,6 +54,21 @@ class Recorder:
         return b"".join(c for c, _ in self.calls)
 
     def restore(self, snapshot: bytes) -> None:
+        raise NotImplementedError
+
+    def state_pieces(self) -> Iterator[bytes]:  # checkpoints snapshot the state in pieces
+        yield self.snapshot()
+
+    def restore_begin(self) -> None:
+        raise NotImplementedError
+
+    def restore_feed(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def restore_finish(self) -> None:
+        raise NotImplementedError
+
+    def restore_abort(self) -> None:
         raise NotImplementedError
 
     def digest(self) -> bytes:

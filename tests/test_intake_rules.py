@@ -7,7 +7,7 @@ CTBcasts (its own ``Delivered`` actions).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -73,6 +73,21 @@ class Echo:
         return b"".join(c for c, _ in self.calls)
 
     def restore(self, snapshot: bytes) -> None:
+        raise NotImplementedError
+
+    def state_pieces(self) -> Iterator[bytes]:  # checkpoints snapshot the state in pieces
+        yield self.snapshot()
+
+    def restore_begin(self) -> None:
+        raise NotImplementedError
+
+    def restore_feed(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def restore_finish(self) -> None:
+        raise NotImplementedError
+
+    def restore_abort(self) -> None:
         raise NotImplementedError
 
     def digest(self) -> bytes:

@@ -6,26 +6,6 @@ from collections.abc import Iterator
 from typing import Protocol
 
 
-class Application(Protocol):
-    """Deterministic: the same commands in the same order give the same results and digest.
-
-    ``clock_ns`` is the application clock of the instance (max of batch ts and the previous
-    clock), the only time source a command may use. ``apply`` never raises on a bad command:
-    it returns an error result, identically on every replica.
-
-    ``snapshot`` / ``restore`` handle the whole state as one bytes object; checkpoints and state
-    transfer use the streamed form of ``StateStream`` instead (``replica/core/snapshot.py``).
-    """
-
-    def apply(self, command: bytes, clock_ns: int) -> bytes: ...
-
-    def snapshot(self) -> bytes: ...
-
-    def restore(self, snapshot: bytes) -> None: ...
-
-    def digest(self) -> bytes: ...
-
-
 class StateStream(Protocol):
     """The application state as a canonical byte stream, produced and restored in bounded pieces.
 
@@ -53,5 +33,21 @@ class StateStream(Protocol):
     def restore_abort(self) -> None: ...
 
 
-class SnapshotApplication(Application, StateStream, Protocol):
-    """An application checkpointed in chunks (what ``snapshot.py`` consumes)."""
+class Application(StateStream, Protocol):
+    """Deterministic: the same commands in the same order give the same results and digest.
+
+    ``clock_ns`` is the application clock of the instance (max of batch ts and the previous
+    clock), the only time source a command may use. ``apply`` never raises on a bad command:
+    it returns an error result, identically on every replica.
+
+    Checkpoints and state transfer use the streamed form of ``StateStream``
+    (``replica/core/snapshot.py``); ``digest`` is the application's own (cheap, incremental)
+    digest of its state, for observers and tests.
+    """
+
+    def apply(self, command: bytes, clock_ns: int) -> bytes: ...
+
+    def digest(self) -> bytes: ...
+
+
+SnapshotApplication = Application  # the name snapshot.py consumers used first

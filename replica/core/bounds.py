@@ -48,6 +48,8 @@ def footprint_bounds(params: ProtocolParams, n: int, clients: int, memnodes: int
         # client ids named by admin commands of held, unexecuted instances
         "admission_pending": 2 * w * params.batch_max,
         "ready": clients * cw,
+        # our own snapshots: two awaiting stability and the latest stable one
+        "snapshots": 3,
         "ctbcast": (t + 2 * w + 4 + 3 * n) + (n - 1) * (t + t * (n - 2)),
         # ops in flight, latest sub-slot and data per own register, node incarnations, and
         # rewrites of the whole area on each memory node that restarted

@@ -18,7 +18,7 @@ from .checkpoint import CheckpointTracker
 from .codec import batch_digest_in, decode_payload, encode_batch, encode_payload
 from .config import SlowPathMode
 from .context import Context
-from .crypto import Tag, digest, statement
+from .crypto import Tag, statement
 from .ctbcast import CtbCast
 from .errors import DecodeError
 from .execution import Executor
@@ -42,6 +42,7 @@ from .prepare_checks import PrepareChecks
 from .proposer import Proposer
 from .quorum import verify_certificate
 from .request_log import RequestLog
+from .snapshot import Snapshot, build_snapshot, encode_config
 from .stream import Stream, decode_summary, encode_summary
 from .sync import SyncResponder
 from .timers import Deadlines
@@ -65,6 +66,11 @@ class Consensus:
         self.intake = RequestIntake(ctx, log, views)
         self.streams = {r: Stream() for r in ctx.members}
         self.fast_timers = Deadlines(ctx, TimerKey(TimerKind.FAST_TIMEOUT))  # per instance
+        self._config_bytes = encode_config(ctx.config)  # chunk 0 of every snapshot of the epoch
+        # Snapshots: our own, for checkpoints not yet stable (the latest two), and the latest
+        # stable one, which peers may fetch (state transfer serves it).
+        self.snapshots: dict[int, Snapshot] = {}
+        self.stable_snapshot: Snapshot | None = None
         ckpt = self.ckpt
         self.checks = PrepareChecks(
             ctx, views, log, executor, self._get, self._accept, lambda: ckpt.stable_c
@@ -341,14 +347,26 @@ class Consensus:
 
     # ================================================================== checkpoints
 
-    def snapshot_bytes(self) -> bytes:
+    def snapshot(self) -> Snapshot:
+        """The snapshot of the state after executing up to exec_next - 1 (PROTOCOL.md
+        section 4, "Checkpoints"): configuration, application clock, client table and
+        application state, in chunks."""
         ex = self.executor
-        return b"".join(
-            (ex.app_clock.to_bytes(8, "big"), ex.app.digest(), digest(self.log.table_bytes()))
+        return build_snapshot(
+            self._config_bytes,
+            ex.app_clock,
+            self.log.table_bytes(),
+            ex.app,
+            self.ctx.params.chunk_size,
         )
 
     def _take_checkpoint(self, c: int) -> None:
-        d = digest(self.snapshot_bytes())
+        snap = self.snapshot()
+        d = snap.digest
+        snapshots = self.snapshots
+        snapshots[c] = snap
+        while len(snapshots) > 2:
+            del snapshots[min(snapshots)]
         cert = self.ckpt.take(c, d)
         if cert is not None:
             self._stable(c, d, cert)
@@ -362,6 +380,11 @@ class Consensus:
         """c is stable here: CTBcast Checkpoint{c} (once), and only then discard below it."""
         if c > self.ckpt.stable_c:
             self.ckpt.mark_stable(c)
+            snap = self.snapshots.get(c)
+            if snap is not None and snap.digest == d:
+                self.stable_snapshot = snap
+            for x in [x for x in self.snapshots if x <= c]:
+                del self.snapshots[x]
         self.ckpt.offer_ctbcast(c, d, cert)
         self.flush_checkpoint()
 
@@ -459,6 +482,7 @@ class Consensus:
             "checkpoint_shares": self.ckpt.footprint(),
             "stream_commits": sum(len(s.commits) for s in self.streams.values()),
             "ready": len(self.intake.ready),
+            "snapshots": len(self.snapshots) + (self.stable_snapshot is not None),
         }
         out.update(self.checks.footprint())
         return out
