@@ -58,18 +58,31 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=None, sort_keys=False))
     else:
-        for key, value in summary.items():
-            if key == "violations":
-                continue
-            print(f"{key:32} {value}")
-        print(f"{'violations':32} {len(summary['violations'])}")
-        for v in summary["violations"][:20]:
-            print("  " + v)
-        if summary["violations"]:
-            print(
-                f"replay one: ubft simulate --schedules 1 --seed <seed> --scenario {args.scenario}"
-            )
+        _print_summary(summary)
     return 1 if summary["violations"] else 0
+
+
+_SHOWN_VIOLATIONS = 20
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    """The human summary: one line per figure, then the violations by class, each with the
+    command that replays its schedule."""
+    for key, value in summary.items():
+        if key.startswith("violation"):
+            continue
+        print(f"{key:32} {value}")
+    counts = summary["violation_counts"]
+    by_class = ", ".join(f"{cls} {count}" for cls, count in counts.items())
+    print(f"{'violations':32} {len(summary['violations'])} ({by_class})")
+    details = summary["violation_details"]
+    for v in details[:_SHOWN_VIOLATIONS]:
+        print(f"  [{v['class']}] seed={v['seed']} [{v['plan']}] {v['message']}")
+        if v["where"] and v["where"] not in v["message"]:
+            print(f"    raised at: {v['where']}")
+        print(f"    replay: {v['replay']}")
+    if len(details) > _SHOWN_VIOLATIONS:
+        print(f"  ... and {len(details) - _SHOWN_VIOLATIONS} more (--json lists them all)")
 
 
 def _bench_core(argv: list[str]) -> int:
