@@ -10,7 +10,7 @@ from typing import Any
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from ubft.replica.sim.faults import SCENARIOS
+    from ubft.replica.sim.faults import EXTRA_SCENARIOS, SCENARIOS
     from ubft.replica.sim.run import run_schedules
     from ubft.replica.sim.world import ScheduleResult
 
@@ -18,9 +18,9 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.replicas < 3 or args.replicas % 2 == 0 or args.memnodes < 1 or args.memnodes % 2 == 0:
         print("--replicas must be 2f+1 >= 3 and --memnodes odd", file=sys.stderr)
         return 2
-    if args.scenario not in (*SCENARIOS, "mixed"):
+    if args.scenario not in (*SCENARIOS, *EXTRA_SCENARIOS, "mixed"):
         print(
-            f"unknown scenario {args.scenario!r}; choose from mixed, {', '.join(SCENARIOS)}",
+            f"unknown scenario {args.scenario!r}; choose from mixed, {', '.join((*SCENARIOS, *EXTRA_SCENARIOS))}",
             file=sys.stderr,
         )
         return 2
