@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from ubft.apps.kv import KVStore, cmd_incr, cmd_set
-from ubft.replica.core.actions import Action, Executed, ReportEvidence, Send
-from ubft.replica.core.admission import ADMIN_CLIENT_ID, AdminOp, admin_command
+from ubft.replica.core.actions import Send
+from ubft.replica.core.admission import ADMIN_CLIENT_ID, AdminOp
 from ubft.replica.core.bounds import MAX_TS, MAX_VIEW, footprint_bounds
 from ubft.replica.core.certifier import Certifier
 from ubft.replica.core.codec import MAX_VALUE_BYTES, decode, encode, encode_batch, encode_payload
@@ -24,9 +24,7 @@ from ubft.replica.core.messages import (
     Batch,
     Certificate,
     Commit,
-    Ctb,
     CtbCkptShare,
-    CtbEcho,
     Entry,
     FastCommit,
     Prepare,
@@ -36,88 +34,22 @@ from ubft.replica.core.messages import (
     RequestForward,
     SealView,
 )
-from ubft.replica.core.replica import Replica
 from ubft.replica.core.request_log import KEY_HISTORY, RequestLog
+from ubft.replica.sim.scripted import LEADER, OTHER, One
 
 CID = 100
 NEW = 200  # a client the admin admits during the test
-LEADER, ME, OTHER = 0, 1, 2
 
 
-class One:
-    """Replica ``me`` of a 3-replica cluster; the test plays replicas 0 and 2 and the admin."""
-
-    def __init__(self, make_cluster: Callable[..., Any], me: int = ME, **params: Any) -> None:
-        self.config, self.keys = make_cluster(**params)
-        self.me = me
-        self.rep = Replica(
-            self.config, me, self.keys.members[me], KVStore(), self.keys.client_keys()
-        )
-        self.cluster = self.config.cluster_id_bytes
-        self.k = 0  # next CTBcast index of the leader
-        self.actions: list[Action] = []
-        self.admin_s = 0
-        self.now = 1_000_000
-
-    # ---- feeding frames
-
-    def frame(self, sender: int, msg: Any) -> None:
-        self.rep.receive(sender, encode(msg, 0), self.now)
-        self.drain()
-
-    def drain(self) -> None:
-        self.actions.extend(self.rep.take_actions())
-
-    def deliver(self, payload: bytes, b: int = LEADER) -> None:
-        """Deliver b's next CTBcast value on the fast path (b's message, the third's echo)."""
-        k = self.k
-        self.k += 1
-        third = ({0, 1, 2} - {b, self.me}).pop()
-        self.frame(b, Ctb(b, k, payload))
-        self.frame(third, CtbEcho(b, k, False, payload))
-
-    def prepare(self, i: int, *entries: Entry, ts: int | None = None, view: int = 0) -> None:
-        batch = Batch(self.now if ts is None else ts, tuple(entries))
-        self.deliver(encode_payload(Prepare(view, i, batch)))
-
-    def decide_fast(self, i: int) -> None:
-        """The others' promise and FastCommits for (0, i)."""
-        self.frame(OTHER, Promise(0, i))
-        self.frame(LEADER, FastCommit(0, i))
-        self.frame(OTHER, FastCommit(0, i))
-
-    # ---- building entries
-
-    def signed(self, cid: int, rid: int, payload: bytes, signer: Signer | None = None) -> Entry:
-        s = signer or self.keys.clients[cid]
-        sig = s.sign(Tag.REQ, self.cluster, None, cid, rid, digest(payload))
-        return Entry(cid, rid, payload, sig)
-
-    def admin(self, op: AdminOp, cid: int, key: bytes) -> Entry:
-        self.admin_s += 1
-        payload = admin_command(self.keys.admin, self.cluster, 0, op, cid, key, self.admin_s)
-        return self.signed(ADMIN_CLIENT_ID, self.admin_s, payload, self.keys.admin)
-
-    # ---- observing
-
-    def promised(self, i: int) -> bool:
-        for a in self.actions:
-            if isinstance(a, Send) and decode(a.frame)[1] == Promise(0, i):
-                return True
-        return False
-
-    def executed(self) -> list[tuple[int, int, bytes]]:
-        return [
-            (a.client_id, a.request_id, a.payload) for a in self.actions if isinstance(a, Executed)
-        ]
-
-    def evidence(self) -> list[tuple[int, str]]:
-        return [(a.against, a.reason) for a in self.actions if isinstance(a, ReportEvidence)]
+def _one(make_cluster: Callable[..., Any], **params: Any) -> One:
+    """Replica ``me`` (default 1) of a 3-replica cluster with one client, running a KVStore."""
+    params.setdefault("clients", 1)
+    return One(make_cluster, app=KVStore(), now=1_000_000, **params)
 
 
 @pytest.fixture
 def one(make_cluster: Callable[..., Any]) -> One:
-    return One(make_cluster)
+    return _one(make_cluster)
 
 
 def _new_key() -> Signer:
@@ -136,11 +68,15 @@ def test_entry_of_a_client_admitted_earlier_in_the_pipeline_waits_for_its_regist
     new = _new_key()
     one.prepare(0, one.admin(AdminOp.REGISTER, NEW, new.public_key))
     one.prepare(1, Entry(NEW, 1, cmd_set(b"x", b"forged"), b""))
-    assert one.promised(0)
-    assert not one.promised(1), "accepted an entry judged against a table about to change"
+    assert Promise(0, 0) in one.sent(Promise)
+    assert Promise(0, 1) not in one.sent(Promise), (
+        "accepted an entry judged against a table about to change"
+    )
     one.decide_fast(0)
-    assert (ADMIN_CLIENT_ID, 1) in [(c, r) for c, r, _ in one.executed()]
-    assert not one.promised(1), "unsigned and never received from NEW: still not accepted"
+    assert (ADMIN_CLIENT_ID, 1) in [(c, r) for _, c, r in one.executed()]
+    assert Promise(0, 1) not in one.sent(Promise), (
+        "unsigned and never received from NEW: still not accepted"
+    )
     assert one.evidence() == []
 
 
@@ -148,11 +84,11 @@ def test_signed_entry_of_a_client_admitted_earlier_is_accepted_once_registered(o
     new = _new_key()
     one.prepare(0, one.admin(AdminOp.REGISTER, NEW, new.public_key))
     one.prepare(1, one.signed(NEW, 1, cmd_incr(b"n"), new))
-    assert not one.promised(1)
+    assert Promise(0, 1) not in one.sent(Promise)
     one.decide_fast(0)
-    assert one.promised(1), "valid under the key registered when it executes"
+    assert Promise(0, 1) in one.sent(Promise), "valid under the key registered when it executes"
     one.decide_fast(1)
-    assert (NEW, 1) in [(c, r) for c, r, _ in one.executed()]
+    assert (NEW, 1) in [(c, r) for _, c, r in one.executed()]
 
 
 def test_duplicate_before_a_key_rotation_is_not_a_duplicate_after_it(one: One) -> None:
@@ -163,11 +99,13 @@ def test_duplicate_before_a_key_rotation_is_not_a_duplicate_after_it(one: One) -
     new = _new_key()
     one.prepare(1, one.admin(AdminOp.REGISTER, CID, new.public_key))
     one.prepare(2, Entry(CID, 1, cmd_set(b"x", b"forged"), b""))
-    assert one.promised(1)
-    assert not one.promised(2), "judged a duplicate against the table before the rotation"
+    assert Promise(0, 1) in one.sent(Promise)
+    assert Promise(0, 2) not in one.sent(Promise), (
+        "judged a duplicate against the table before the rotation"
+    )
     one.decide_fast(1)
-    assert not one.promised(2)
-    assert [(c, r) for c, r, _ in one.executed()] == [(CID, 1), (ADMIN_CLIENT_ID, 1)]
+    assert Promise(0, 2) not in one.sent(Promise)
+    assert [(c, r) for _, c, r in one.executed()] == [(CID, 1), (ADMIN_CLIENT_ID, 1)]
 
 
 def test_entry_after_an_admin_command_naming_its_client_in_one_batch_is_skipped(
@@ -176,9 +114,11 @@ def test_entry_after_an_admin_command_naming_its_client_in_one_batch_is_skipped(
     new = _new_key()
     forged = Entry(NEW, 1, cmd_set(b"x", b"forged"), b"")
     one.prepare(0, one.admin(AdminOp.REGISTER, NEW, new.public_key), forged)
-    assert one.promised(0), "the entry needs no justification: it is never executed"
+    assert Promise(0, 0) in one.sent(Promise), (
+        "the entry needs no justification: it is never executed"
+    )
     one.decide_fast(0)
-    assert [(c, r) for c, r, _ in one.executed()] == [(ADMIN_CLIENT_ID, 1)]
+    assert [(c, r) for _, c, r in one.executed()] == [(ADMIN_CLIENT_ID, 1)]
     assert one.rep.log.clients[NEW].h == 0
 
 
@@ -189,9 +129,9 @@ def test_entry_after_a_failing_admin_command_naming_its_client_executes(one: One
     reuse = one.admin(AdminOp.REGISTER, CID, one.keys.clients[CID].public_key)
     entry = one.signed(CID, 1, cmd_incr(b"n"))
     one.prepare(0, reuse, entry)
-    assert one.promised(0)
+    assert Promise(0, 0) in one.sent(Promise)
     one.decide_fast(0)
-    assert [(c, r) for c, r, _ in one.executed()] == [(ADMIN_CLIENT_ID, 1), (CID, 1)]
+    assert [(c, r) for _, c, r in one.executed()] == [(ADMIN_CLIENT_ID, 1), (CID, 1)]
 
 
 def test_unsigned_entry_after_a_key_rotation_in_its_batch_is_judged_before_it(one: One) -> None:
@@ -199,17 +139,19 @@ def test_unsigned_entry_after_a_key_rotation_in_its_batch_is_judged_before_it(on
     whether or not the rotation before it succeeds."""
     rotate = one.admin(AdminOp.REGISTER, CID, _new_key().public_key)
     one.prepare(0, rotate, Entry(CID, 1, cmd_set(b"x", b"forged"), b""))
-    assert not one.promised(0)
+    assert Promise(0, 0) not in one.sent(Promise)
 
 
 def test_deregister_earlier_in_the_pipeline_makes_later_entries_wait(one: One) -> None:
     one.prepare(0, one.admin(AdminOp.DEREGISTER, CID, bytes(32)))
     one.prepare(1, Entry(CID, 1, cmd_incr(b"n"), b""))
-    assert not one.promised(1)
+    assert Promise(0, 1) not in one.sent(Promise)
     one.decide_fast(0)
-    assert one.promised(1), "CID is unregistered at execution: skipped, nothing to check"
+    assert Promise(0, 1) in one.sent(Promise), (
+        "CID is unregistered at execution: skipped, nothing to check"
+    )
     one.decide_fast(1)
-    assert [(c, r) for c, r, _ in one.executed()] == [(ADMIN_CLIENT_ID, 1)]
+    assert [(c, r) for _, c, r in one.executed()] == [(ADMIN_CLIENT_ID, 1)]
 
 
 # ============================================================ 2. peer-chosen integers
@@ -218,7 +160,7 @@ def test_deregister_earlier_in_the_pipeline_makes_later_entries_wait(one: One) -
 def _until_ctb_checkpoint(one: One, b: int) -> None:
     """Deliver SealView-free filler (Commits are not needed: empty Prepares of another view
     are ignored but recorded) until b's CTBcast checkpoint share is due."""
-    while one.k < one.config.params.ctb_checkpoint_interval:
+    while one.next_k[b] < one.config.params.ctb_checkpoint_interval:
         one.deliver(encode_payload(SealView(0)), b)  # not increasing: evidence, no crash
 
 
@@ -226,7 +168,7 @@ def _until_ctb_checkpoint(one: One, b: int) -> None:
 def test_sealview_with_a_huge_view_is_evidence_not_a_crash(
     make_cluster: Callable[..., Any], view: int
 ) -> None:
-    one = One(make_cluster, tail=4)
+    one = _one(make_cluster, tail=4)
     one.deliver(encode_payload(SealView(view)), OTHER)
     assert (OTHER, "ctb.payload.out_of_range") in one.evidence()
     _until_ctb_checkpoint(one, OTHER)  # the summary at the checkpoint encodes the stream
@@ -238,7 +180,7 @@ def test_sealview_with_a_huge_view_is_evidence_not_a_crash(
 def test_prepare_with_a_huge_timestamp_is_evidence_not_a_crash(
     make_cluster: Callable[..., Any], ts: int
 ) -> None:
-    one = One(make_cluster, tail=4)
+    one = _one(make_cluster, tail=4)
     one.prepare(0, ts=ts)
     assert (LEADER, "ctb.payload.out_of_range") in one.evidence()
     _until_ctb_checkpoint(one, LEADER)
@@ -248,7 +190,7 @@ def test_prepare_with_a_huge_timestamp_is_evidence_not_a_crash(
 
 
 def test_values_at_the_limits_are_accepted(make_cluster: Callable[..., Any]) -> None:
-    one = One(make_cluster, tail=4)
+    one = _one(make_cluster, tail=4)
     one.deliver(encode_payload(SealView(MAX_VIEW)), OTHER)
     assert one.evidence() == [] and one.rep.consensus.streams[OTHER].seal_view == MAX_VIEW
     _until_ctb_checkpoint(one, OTHER)
@@ -257,7 +199,7 @@ def test_values_at_the_limits_are_accepted(make_cluster: Callable[..., Any]) -> 
 def test_prepare_that_cannot_be_rewrapped_in_a_commit_fails_check_e(
     make_cluster: Callable[..., Any],
 ) -> None:
-    one = One(make_cluster, max_request_bytes=1 << 20, batch_max=4)
+    one = _one(make_cluster, max_request_bytes=1 << 20, batch_max=4)
     header = len(encode_payload(Prepare(0, 0, Batch(one.now, ()))))
     per_entry = len(encode_batch(Batch(0, (Entry(CID, 1, b"", bytes(64)),)))) - len(
         encode_batch(Batch(0, ()))
@@ -269,7 +211,7 @@ def test_prepare_that_cannot_be_rewrapped_in_a_commit_fails_check_e(
     assert len(m) <= MAX_VALUE_BYTES
     one.deliver(m)
     assert (LEADER, "prepare.too_large") in one.evidence()
-    assert not one.promised(0)
+    assert Promise(0, 0) not in one.sent(Promise)
     # the leader's share would make a certificate: nothing may try to CTBcast the Commit
     sig = one.keys.members[LEADER].sign(Tag.PREP, one.cluster, 0, 0, 0, digest(m[18:]))
     one.frame(LEADER, PrepShare(0, 0, digest(m[18:]), sig))
@@ -285,7 +227,7 @@ def test_prepare_with_a_request_over_max_request_is_evidence(one: One) -> None:
 
 
 def test_deregister_while_a_request_waits_at_the_leader(make_cluster: Callable[..., Any]) -> None:
-    one = One(make_cluster, me=LEADER)
+    one = _one(make_cluster, me=LEADER)
     rep = one.rep
     dereg = one.admin(AdminOp.DEREGISTER, CID, bytes(32))
     rep.receive_client(
@@ -299,7 +241,7 @@ def test_deregister_while_a_request_waits_at_the_leader(make_cluster: Callable[.
     for r in (1, 2):
         rep.receive(r, encode(FastCommit(0, 0), 0), one.now)
     one.drain()  # propose(): the ready request's client is gone
-    assert (ADMIN_CLIENT_ID, 1) in [(c, r) for c, r, _ in one.executed()]
+    assert (ADMIN_CLIENT_ID, 1) in [(c, r) for _, c, r in one.executed()]
     assert CID not in rep.log.clients
     rep.check_invariants()
 
@@ -308,7 +250,7 @@ def test_deregister_while_a_request_waits_at_the_leader(make_cluster: Callable[.
 
 
 def test_forward_of_a_client_unknown_here_is_no_evidence(make_cluster: Callable[..., Any]) -> None:
-    one = One(make_cluster, me=LEADER)
+    one = _one(make_cluster, me=LEADER)
     new = _new_key()
     e = one.signed(NEW, 1, b"p", new)  # the follower already executed NEW's Register
     one.frame(OTHER, RequestForward(Request(NEW, 1, e.payload, e.sig)))
@@ -319,14 +261,14 @@ def test_forward_of_a_client_unknown_here_is_no_evidence(make_cluster: Callable[
 def test_forward_signed_under_a_rotated_key_is_no_evidence(
     make_cluster: Callable[..., Any],
 ) -> None:
-    one = One(make_cluster, me=LEADER)
+    one = _one(make_cluster, me=LEADER)
     e = one.signed(CID, 1, b"p", _new_key())  # CID's key rotated at the follower already
     one.frame(OTHER, RequestForward(Request(CID, 1, e.payload, e.sig)))
     assert one.evidence() == []
 
 
 def test_unsigned_forward_is_evidence(make_cluster: Callable[..., Any]) -> None:
-    one = One(make_cluster, me=LEADER)
+    one = _one(make_cluster, me=LEADER)
     one.frame(OTHER, RequestForward(Request(CID, 1, b"p", b"")))
     assert one.evidence() == [(OTHER, "forward.unsigned")]
 
@@ -335,7 +277,7 @@ def test_unsigned_forward_is_evidence(make_cluster: Callable[..., Any]) -> None:
 
 
 def test_waiting_requests_stay_within_the_declared_bound(make_cluster: Callable[..., Any]) -> None:
-    one = One(make_cluster, window=8, batch_max=16, tail=64, inflight_max=4)
+    one = _one(make_cluster, window=8, batch_max=16, tail=64, inflight_max=4)
     p = one.config.params
     for i in range(p.window):  # every Prepare misses every one of its entries
         entries = [Entry(CID, 1 + i * 16 + j, b"p%d" % j, b"") for j in range(16)]

@@ -5,7 +5,7 @@ replies out) and, for the replies a client sees, on one real replica.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -33,46 +33,12 @@ from ubft.replica.core.messages import (
 )
 from ubft.replica.core.replica import Replica
 from ubft.replica.core.request_log import OUT_OF_WINDOW, REPLY_TOO_LARGE, RequestLog
+from ubft.replica.sim.scripted import Echo
 
 CID = 100
 CID2 = 101
 NEW = 200
 ADMIN = 0  # the admin submits its commands as client 0 (PROTOCOL.md section 4, Admission)
-
-
-class Recorder:
-    """An application that records what it runs and answers ``r:<command>``."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[bytes, int]] = []
-
-    def apply(self, command: bytes, clock_ns: int) -> bytes:
-        self.calls.append((command, clock_ns))
-        return b"r:" + command
-
-    def snapshot(self) -> bytes:
-        return b"".join(c for c, _ in self.calls)
-
-    def restore(self, snapshot: bytes) -> None:
-        raise NotImplementedError
-
-    def state_pieces(self) -> Iterator[bytes]:  # checkpoints snapshot the state in pieces
-        yield self.snapshot()
-
-    def restore_begin(self) -> None:
-        raise NotImplementedError
-
-    def restore_feed(self, data: bytes) -> None:
-        raise NotImplementedError
-
-    def restore_finish(self) -> None:
-        raise NotImplementedError
-
-    def restore_abort(self) -> None:
-        raise NotImplementedError
-
-    def digest(self) -> bytes:
-        return digest(self.snapshot())
 
 
 class Exec:
@@ -95,7 +61,7 @@ class Exec:
             admin_key=self.keys.admin.public_key,
             max_clients=p.max_clients,
         )
-        self.app = Recorder()
+        self.app = Echo()
         self.replies: list[tuple[int, int, bytes]] = []
         self.ex = Executor(
             self.app, self.log, p.checkpoint_interval, self.keys.admin.public_key, first=0
@@ -355,7 +321,7 @@ def test_a_replica_replies_with_its_epoch_and_resends_cached_replies(
     make_cluster: Callable[..., Any],
 ) -> None:
     config, keys = make_cluster(clients=1)
-    rep = Replica(config, 1, keys.members[1], Recorder(), keys.client_keys())
+    rep = Replica(config, 1, keys.members[1], Echo(), keys.client_keys())
     cluster = config.cluster_id_bytes
     sig = keys.clients[CID].sign(Tag.REQ, cluster, None, CID, 1, digest(b"a"))
     m = encode_payload(Prepare(0, 0, Batch(5, (Entry(CID, 1, b"a", sig),))))

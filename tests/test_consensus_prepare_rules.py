@@ -9,17 +9,11 @@ reason changed), so the mutation run of ``prepare_checks.py`` and ``consensus.py
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from ubft.replica.core.actions import (
-    Action,
-    Decided,
-    Delivered,
-    Executed,
-    ReportEvidence,
-    Send,
     SetTimer,
     TimerKey,
     TimerKind,
@@ -28,196 +22,23 @@ from ubft.replica.core.admission import ADMIN_CLIENT_ID, AdminOp, admin_command
 from ubft.replica.core.bounds import MAX_INSTANCE, MAX_TS, MAX_VIEW
 from ubft.replica.core.codec import (
     MAX_VALUE_BYTES,
-    decode,
-    decode_payload,
-    encode,
-    encode_batch,
     encode_payload,
 )
-from ubft.replica.core.crypto import Signer, Tag, digest
+from ubft.replica.core.crypto import Signer, Tag
 from ubft.replica.core.messages import (
     Batch,
-    Certificate,
     Checkpoint,
     CkptShare,
-    Commit,
-    Ctb,
-    CtbEcho,
     Entry,
     FastCommit,
-    Message,
     Prepare,
     Promise,
-    Request,
 )
-from ubft.replica.core.replica import Replica
+from ubft.replica.sim.scripted import LEADER, NOW, OTHER, One
 
 CID = 100
 CID2 = 101
 NEW = 200
-LEADER, ME, OTHER = 0, 1, 2
-NOW = 1_000_000_000
-
-
-class Echo:
-    """A deterministic application that answers every command with its bytes."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[bytes, int]] = []
-
-    def apply(self, command: bytes, clock_ns: int) -> bytes:
-        self.calls.append((command, clock_ns))
-        return b"r:" + command
-
-    def snapshot(self) -> bytes:
-        return b"".join(c for c, _ in self.calls)
-
-    def restore(self, snapshot: bytes) -> None:
-        raise NotImplementedError
-
-    def state_pieces(self) -> Iterator[bytes]:  # checkpoints snapshot the state in pieces
-        yield self.snapshot()
-
-    def restore_begin(self) -> None:
-        raise NotImplementedError
-
-    def restore_feed(self, data: bytes) -> None:
-        raise NotImplementedError
-
-    def restore_finish(self) -> None:
-        raise NotImplementedError
-
-    def restore_abort(self) -> None:
-        raise NotImplementedError
-
-    def digest(self) -> bytes:
-        return digest(self.snapshot())
-
-
-class One:
-    """Replica ``me``; the test plays every other member, the clients and the admin."""
-
-    def __init__(self, make_cluster: Callable[..., Any], me: int = ME, **params: Any) -> None:
-        params.setdefault("clients", 2)
-        if "window" in params:
-            params.setdefault("inflight_max", min(8, params["window"] // 2))
-        self.config, self.keys = make_cluster(**params)
-        self.n = self.config.n
-        self.me = me
-        self.app = Echo()
-        self.rep = Replica(
-            self.config, me, self.keys.members[me], self.app, self.keys.client_keys()
-        )
-        self.cluster = self.config.cluster_id_bytes
-        self.next_k = dict.fromkeys(range(self.n), 0)
-        self.actions: list[Action] = []
-        self.admin_s = 0
-        self.now = NOW
-
-    # ---- input
-
-    def frame(self, sender: int, msg: Message) -> None:
-        self.rep.receive(sender, encode(msg, 0), self.now)
-        self.drain()
-
-    def drain(self) -> None:
-        self.actions.extend(self.rep.take_actions())
-
-    def deliver(self, payload: bytes, b: int = LEADER) -> None:
-        """b's next CTBcast value, delivered on the fast path (unanimous echoes)."""
-        k = self.next_k[b]
-        self.next_k[b] = k + 1
-        self.frame(b, Ctb(b, k, payload))
-        for r in range(self.n):
-            if r not in (b, self.me):
-                self.frame(r, CtbEcho(b, k, False, payload))
-
-    def prepare(self, i: int, *entries: Entry, ts: int | None = None, view: int = 0) -> Batch:
-        batch = Batch(self.now if ts is None else ts, tuple(entries))
-        self.deliver(encode_payload(Prepare(view, i, batch)), self.config.leader(view))
-        return batch
-
-    def request(self, cid: int, rid: int, payload: bytes, signed: bool = False) -> None:
-        sig = self.signed(cid, rid, payload).sig if signed else b""
-        self.rep.receive_client(cid, encode(Request(cid, rid, payload, sig), 0), self.now)
-        self.drain()
-
-    def tick(self) -> None:
-        self.rep.timer_fired(TimerKey(TimerKind.SYNC), self.now)
-        self.drain()
-
-    def decide_fast(self, i: int) -> None:
-        for r in range(self.n):
-            if r not in (self.me, LEADER):
-                self.frame(r, Promise(0, i))
-        for r in range(self.n):
-            if r != self.me:
-                self.frame(r, FastCommit(0, i))
-
-    def prep_cert(self, i: int, batch: Batch, signers: tuple[int, ...]) -> Certificate:
-        d = digest(encode_batch(batch))
-        sigs = tuple(self.keys.members[r].sign(Tag.PREP, self.cluster, 0, 0, i, d) for r in signers)
-        return Certificate(signers, sigs)
-
-    def commit(self, b: int, i: int, batch: Batch, signers: tuple[int, ...] = (0, 2)) -> None:
-        self.deliver(encode_payload(Commit(0, i, batch, self.prep_cert(i, batch, signers))), b)
-
-    def checkpoint(self, b: int, c: int, d: bytes = bytes(32)) -> None:
-        sigs = tuple(self.keys.members[r].sign(Tag.CKPT, self.cluster, 0, c, d) for r in (0, 2))
-        self.deliver(encode_payload(Checkpoint(c, d, Certificate((0, 2), sigs))), b)
-
-    def stabilise(self, c: int) -> None:
-        """The leader's matching "ckpt" share for our own checkpoint c."""
-        (d,) = {s.digest for s in self.sent(CkptShare) if s.c == c}
-        sig = self.keys.members[LEADER].sign(Tag.CKPT, self.cluster, 0, c, d)
-        self.frame(LEADER, CkptShare(c, d, sig))
-
-    # ---- entries
-
-    def signed(self, cid: int, rid: int, payload: bytes, signer: Signer | None = None) -> Entry:
-        s = signer or self.keys.clients[cid]
-        return Entry(
-            cid, rid, payload, s.sign(Tag.REQ, self.cluster, None, cid, rid, digest(payload))
-        )
-
-    def admin(self, op: AdminOp, cid: int, key: bytes) -> Entry:
-        self.admin_s += 1
-        payload = admin_command(self.keys.admin, self.cluster, 0, op, cid, key, self.admin_s)
-        return self.signed(ADMIN_CLIENT_ID, self.admin_s, payload, self.keys.admin)
-
-    # ---- output
-
-    def sent(self, kind: type) -> list[Any]:
-        out = []
-        for a in self.actions:
-            if isinstance(a, Send):
-                msg = decode(a.frame)[1]
-                if isinstance(msg, kind):
-                    out.append(msg)
-        return out
-
-    def promised(self) -> list[int]:
-        return [p.instance for p in self.sent(Promise)]
-
-    def own_ctb(self, kind: type) -> list[Any]:
-        out = []
-        for a in self.actions:
-            if isinstance(a, Delivered) and a.b == self.me:
-                p = decode_payload(a.m)
-                if isinstance(p, kind):
-                    out.append(p)
-        return out
-
-    def executed(self) -> list[tuple[int, int, int]]:
-        return [
-            (a.instance, a.client_id, a.request_id) for a in self.actions if isinstance(a, Executed)
-        ]
-
-    def decided(self) -> list[int]:
-        return [a.instance for a in self.actions if isinstance(a, Decided)]
-
-    def evidence(self) -> list[tuple[int, str]]:
-        return [(a.against, a.reason) for a in self.actions if isinstance(a, ReportEvidence)]
 
 
 @pytest.fixture
