@@ -48,6 +48,3 @@ class Application(StateStream, Protocol):
     def apply(self, command: bytes, clock_ns: int) -> bytes: ...
 
     def digest(self) -> bytes: ...
-
-
-SnapshotApplication = Application  # the name snapshot.py consumers used first
